@@ -1,0 +1,158 @@
+"""recaffe: Caffe's way of deep learning in Python, with recurrent nets first-class.
+
+The package exposes pycaffe's names, so scripts run with ``import recaffe as
+caffe`` (or unmodified through ``recaffe pycaffe script.py``)::
+
+    import recaffe as caffe
+    from recaffe import layers as L, params as P
+
+    net = caffe.Net("deploy.prototxt", caffe.TEST, weights="model.caffemodel")
+    solver = caffe.get_solver("solver.prototxt")
+
+``recaffe.layers`` is both the package of built-in layer implementations and
+pycaffe's NetSpec layer factory: ``L.InnerProduct(x, num_output=10)`` works on
+it (any attribute that starts with a capital letter is a layer type).
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+import time as _time
+
+from recaffe import backend as _backend
+from recaffe import io, net_spec, proto
+from recaffe.blob import Blob, BlobVec
+from recaffe.layer import Layer, layer_type_list
+from recaffe.log import init_log, log
+from recaffe.net import TEST, TRAIN, Net
+from recaffe.net_spec import NetSpec, params, to_proto
+
+__version__ = "1.0.0"
+
+# ``recaffe.layers`` is the package of layer implementations; give it pycaffe's
+# ``caffe.layers`` behaviour (``L.<Type>(...)``) through a module __getattr__,
+# which Python only consults for names the package does not define.
+layers = _importlib.import_module("recaffe.layers")
+if "__getattr__" not in vars(layers):
+    layers.__getattr__ = net_spec.layer_type_attr
+
+set_mode_cpu = _backend.set_mode_cpu
+set_mode_gpu = _backend.set_mode_gpu
+set_device = _backend.set_device
+set_random_seed = _backend.set_random_seed
+
+
+# -- multi-process stubs (recaffe trains in one process) -----------------------
+_parallel = {"solver_count": 1, "solver_rank": 0, "multiprocess": False}
+
+
+def has_nccl() -> bool:
+    """False: recaffe has no NCCL multi-GPU training."""
+    return False
+
+
+def solver_count() -> int:
+    return _parallel["solver_count"]
+
+
+def set_solver_count(count: int) -> None:
+    _parallel["solver_count"] = int(count)
+
+
+def solver_rank() -> int:
+    return _parallel["solver_rank"]
+
+
+def set_solver_rank(rank: int) -> None:
+    _parallel["solver_rank"] = int(rank)
+
+
+def set_multiprocess(multiprocess: bool) -> None:
+    _parallel["multiprocess"] = bool(multiprocess)
+
+
+class NCCL:
+    """Placeholder of pycaffe's NCCL class: not available (``has_nccl()`` is False)."""
+
+    def __init__(self, *args, **kwargs):
+        from recaffe.errors import BackendError  # noqa: PLC0415
+
+        raise BackendError("NCCL multi-GPU training is not available in recaffe "
+                           "(has_nccl() is False); train in one process")
+
+    @staticmethod
+    def new_uid() -> bytes:
+        NCCL()
+        return b""
+
+
+class Timer:
+    """pycaffe's Timer: ``start()``, ``stop()``, ``ms`` (elapsed milliseconds)."""
+
+    def __init__(self):
+        self._start: float | None = None
+        self._elapsed = 0.0
+        self.running = False
+
+    def start(self) -> None:
+        self._start = _time.perf_counter()
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            self._elapsed = _time.perf_counter() - self._start
+            self.running = False
+
+    @property
+    def ms(self) -> float:
+        if self.running:
+            return (_time.perf_counter() - self._start) * 1e3
+        return self._elapsed * 1e3
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1e3
+
+
+# -- names resolved on first use ------------------------------------------------
+# Solvers, unrolling, drawing and the image helpers load their modules lazily.
+_LAZY = {
+    "get_solver": ("recaffe.solvers", "get_solver"),
+    "SGDSolver": ("recaffe.solvers", "SGDSolver"),
+    "NesterovSolver": ("recaffe.solvers", "NesterovSolver"),
+    "AdaGradSolver": ("recaffe.solvers", "AdaGradSolver"),
+    "RMSPropSolver": ("recaffe.solvers", "RMSPropSolver"),
+    "AdaDeltaSolver": ("recaffe.solvers", "AdaDeltaSolver"),
+    "AdamSolver": ("recaffe.solvers", "AdamSolver"),
+    "unroll": ("recaffe.recurrent", "unroll"),
+    "Classifier": ("recaffe.classifier", "Classifier"),
+    "Detector": ("recaffe.detector", "Detector"),
+}
+_LAZY_MODULES = {"draw", "coord_map", "classifier", "detector", "solvers", "recurrent",
+                 "pycaffe_net"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        value = getattr(_importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    if name in _LAZY_MODULES:
+        return _importlib.import_module(f"recaffe.{name}")
+    raise AttributeError(f"module 'recaffe' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _LAZY_MODULES)
+
+
+__all__ = [
+    "TEST", "TRAIN", "AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Blob",
+    "BlobVec", "Classifier", "Detector", "Layer", "NCCL", "Net", "NesterovSolver",
+    "NetSpec", "RMSPropSolver", "SGDSolver", "Timer", "get_solver", "has_nccl",
+    "init_log", "io", "layer_type_list", "layers", "log", "net_spec", "params",
+    "proto", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
+    "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count",
+    "solver_rank", "to_proto", "unroll",
+]
