@@ -1,0 +1,93 @@
+"""BVLC Caffe's own numbers for small nets around each layer type.
+
+For each case folder in ``shared/conformance`` (see its README): build
+``Net(net.prototxt, weights.caffemodel, phase)``, write the inputs, run one
+forward and one backward, then compare every blob's data and diff and every
+learnable blob's data and diff with what BVLC Caffe computed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import recaffe
+from recaffe.net import Net
+from recaffe.proto import caffe_pb2
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def _conformance_root() -> Path | None:
+    env = os.environ.get("RECAFFE_CONFORMANCE")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidates.append(parent / "shared" / "conformance")
+        candidates.append(parent.parent / "shared" / "conformance")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+ROOT = _conformance_root()
+CASES = sorted(
+    p.name for p in (ROOT.iterdir() if ROOT else []) if (p / "expected.npz").is_file()
+)
+
+
+def test_conformance_data_present():
+    assert ROOT is not None, "shared/conformance not found (set RECAFFE_CONFORMANCE)"
+    assert len(CASES) >= 40, CASES
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_layer_case(case):
+    folder = ROOT / case
+    phase = caffe_pb2.TEST if case == "dropout_test_phase" else caffe_pb2.TRAIN
+    recaffe.set_mode_cpu()
+    net = Net(str(folder / "net.prototxt"), phase,
+              weights=str(folder / "weights.caffemodel"))
+    exp = np.load(folder / "expected.npz")
+    for key in exp.files:
+        if key.startswith("input/"):
+            net.blobs[key[len("input/"):]].data[...] = exp[key]
+    net.forward()
+    net.backward()
+    failures = []
+    checked = 0
+    for key in exp.files:
+        parts = key.split("/")
+        if parts[0] == "blob":
+            name, what = "/".join(parts[1:-1]), parts[-1]
+            if name not in net.blobs:
+                failures.append(f"missing blob {name}")
+                continue
+            blob = net.blobs[name]
+            got = blob.data if what == "data" else blob.diff
+        elif parts[0] == "param":
+            layer, idx, what = parts[1], int(parts[2]), parts[3]
+            if layer not in net.params:
+                failures.append(f"missing params of layer {layer}")
+                continue
+            blob = net.params[layer][idx]
+            got = blob.data if what == "data" else blob.diff
+        else:
+            continue
+        want = exp[key]
+        got = np.asarray(got)
+        if got.shape != want.shape and got.size == want.size:
+            got = got.reshape(want.shape)
+        if got.shape != want.shape:
+            failures.append(f"{key}: shape {got.shape} != expected {want.shape}")
+            continue
+        if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            err = np.abs(got - want).max()
+            failures.append(f"{key}: max abs error {err:.3g}")
+        checked += 1
+    assert not failures, f"{case}: " + "; ".join(failures)
+    assert checked > 0
