@@ -68,18 +68,44 @@ class DBCursor:
             pass
 
 
+# py-lmdb refuses to open one environment twice in a process, yet a train net
+# and a test net often read the same database: readers share one environment
+# per real path, counted, and each gets its own read transaction.
+_ENVS: dict[str, list] = {}
+
+
+def _acquire_env(source: str):
+    lmdb = import_lmdb()
+    key = os.path.realpath(source)
+    entry = _ENVS.get(key)
+    if entry is None:
+        env = lmdb.open(source, readonly=True, lock=False, readahead=False,
+                        subdir=os.path.isdir(source), max_readers=512)
+        entry = _ENVS[key] = [env, 0]
+    entry[1] += 1
+    return key, entry[0]
+
+
+def _release_env(key: str) -> None:
+    entry = _ENVS.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _ENVS[key]
+        entry[0].close()
+
+
 class _LMDBCursor(DBCursor):
     def __init__(self, source: str):
         super().__init__(source)
         lmdb = import_lmdb()
-        self._env = self._txn = self._cur = None
+        self._env_key = self._txn = self._cur = None
         if not os.path.exists(source):
             raise DataError(f"LMDB '{source}' does not exist")
         try:
-            self._env = lmdb.open(source, readonly=True, lock=False,
-                                  readahead=False, subdir=os.path.isdir(source),
-                                  max_readers=512)
-            self._txn = self._env.begin(buffers=False)
+            self._env_key, env = _acquire_env(source)
+            self._txn = env.begin(buffers=False)
             self._cur = self._txn.cursor()
         except lmdb.Error as exc:
             self.close()
@@ -105,9 +131,9 @@ class _LMDBCursor(DBCursor):
         if self._txn is not None:
             self._txn.abort()
             self._txn = None
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        if self._env_key is not None:
+            _release_env(self._env_key)
+            self._env_key = None
 
 
 class _LevelDBCursor(DBCursor):
@@ -175,6 +201,9 @@ class LMDBWriter:
     def __init__(self, path: str, overwrite: bool = False, batch: int = 1000):
         lmdb = import_lmdb()
         self._lmdb = lmdb
+        if os.path.realpath(path) in _ENVS:
+            raise DataError(f"'{path}' is open for reading (by a Data layer); close "
+                            "it before writing")
         if os.path.exists(path):
             if not overwrite and (not os.path.isdir(path) or os.listdir(path)):
                 raise DataError(
