@@ -1,0 +1,212 @@
+"""LSTM: Caffe's long short-term memory layer, unrolled over T time steps.
+
+Math (Zaremba et al.'s variant, no peepholes; per stream, t = 1..T):
+
+    h~_{t-1}          = cont_t * h_{t-1}
+    a_t               = W_hc h~_{t-1} + W_xc x_t + b_c [+ W_xc_static x_static]
+    [i', f', o', g']  = a_t split into four chunks of H (this order)
+    i = sigmoid(i'), f = cont_t * sigmoid(f'), o = sigmoid(o'), g = tanh(g')
+    c_t = f * c_{t-1} + i * g
+    h_t = o * tanh(c_t)
+
+The cell is :mod:`recaffe.layers.lstm_unit` (LSTMUnit), whose backward (Caffe's,
+``df' = dc * c_prev * f (1 - f)`` with ``f`` including cont) the fused path
+reproduces exactly.
+
+Bottoms: ``x`` (T, N, ...), ``cont`` (T, N), optional ``x_static`` (N, ...),
+with ``expose_hidden`` ``h_0``, ``c_0`` (each (1, N, H)).
+Tops: ``h`` (T, N, H); with ``expose_hidden`` ``h_T``, ``c_T`` (each (1, N, H)).
+Learnable params (blob order): ``W_xc`` (4H, D_x), ``b_c`` (4H,),
+[``W_xc_static`` (4H, D_s)], ``W_hc`` (4H, H); rows [0,H) input gate, [H,2H)
+forget gate, [2H,3H) output gate, [3H,4H) cell candidate. Weights use
+recurrent_param.weight_filler, the bias bias_filler (absent: constant 0).
+Proto fields: recurrent_param { num_output weight_filler bias_filler debug_info
+expose_hidden }.
+Gradients: to ``x``, ``x_static`` and every param; none to ``cont`` or through
+the exposed states. State carrying, T/N rules and the two implementations
+(internal net / fused) are described in :mod:`recaffe.layers.recurrent`.
+"""
+
+from __future__ import annotations
+
+from recaffe.layer import register_layer
+from recaffe.layers.lstm_unit import sigmoid_into
+from recaffe.layers.recurrent import RecurrentLayer
+from recaffe.proto import caffe_pb2
+
+
+@register_layer
+class LSTMLayer(RecurrentLayer):
+    type = "LSTM"
+    state_names = ("h", "c")
+
+    def recurrent_input_names(self):
+        return ["h_0", "c_0"]
+
+    def recurrent_output_names(self):
+        return [f"h_{self.T}", "c_T"]
+
+    def output_names(self):
+        return ["h"]
+
+    def param_specs(self):
+        g = 4 * self.H
+        specs = [("W_xc", (g, self.Dx), False), ("b_c", (g,), True)]
+        if self.static_input:
+            specs.append(("W_xc_static", (g, self.Ds), False))
+        specs.append(("W_hc", (g, self.H), False))
+        return specs
+
+    # -- Caffe's unrolled net ------------------------------------------------------
+    def fill_unrolled_net(self, net_param):
+        h = self.H
+        add = self.add_layer
+        hidden = self.hidden_param(4 * h, bias=False)
+        biased = self.hidden_param(4 * h, bias=True)
+        inp = add(net_param, type="Input", top=["c_0", "h_0"])
+        inp.input_param.shape.add(dim=[1, self.N, h])
+        inp.input_param.shape.add(dim=[1, self.N, h])
+        cont_slice = add(net_param, name="cont_slice", type="Slice", bottom=["cont"])
+        cont_slice.slice_param.axis = 0
+        add(net_param, biased, name="x_transform", params=["W_xc", "b_c"],
+            bottom=["x"], top=["W_xc_x"], propagate_down=True)
+        if self.static_input:
+            lp = add(net_param, hidden, name="W_xc_x_static", params=["W_xc_static"],
+                     bottom=["x_static"], top=["W_xc_x_static_preshape"],
+                     propagate_down=True)
+            lp.inner_product_param.axis = 1
+            rs = add(net_param, name="W_xc_x_static_reshape", type="Reshape",
+                     bottom=["W_xc_x_static_preshape"], top=["W_xc_x_static"])
+            rs.reshape_param.shape.dim.extend([1, -1, 4 * h])
+        x_slice = add(net_param, name="W_xc_x_slice", type="Slice", bottom=["W_xc_x"])
+        x_slice.slice_param.axis = 0
+        concat = caffe_pb2.LayerParameter(name="h_concat", type="Concat", top=["h"])
+        concat.concat_param.axis = 0
+        for t in range(1, self.T + 1):
+            tm1, ts = str(t - 1), str(t)
+            cont_slice.top.append(f"cont_{ts}")
+            x_slice.top.append(f"W_xc_x_{ts}")
+            sc = add(net_param, name=f"h_conted_{tm1}", type="Scale",
+                     bottom=[f"h_{tm1}", f"cont_{ts}"], top=[f"h_conted_{tm1}"])
+            sc.scale_param.axis = 0
+            add(net_param, hidden, name=f"transform_{ts}", params=["W_hc"],
+                bottom=[f"h_conted_{tm1}"], top=[f"W_hc_h_{tm1}"])
+            bottoms = [f"W_hc_h_{tm1}", f"W_xc_x_{ts}"]
+            if self.static_input:
+                bottoms.append("W_xc_x_static")
+            s = add(net_param, name=f"gate_input_{ts}", type="Eltwise", bottom=bottoms,
+                    top=[f"gate_input_{ts}"])
+            s.eltwise_param.operation = caffe_pb2.EltwiseParameter.SUM
+            add(net_param, name=f"unit_{ts}", type="LSTMUnit",
+                bottom=[f"c_{tm1}", f"gate_input_{ts}", f"cont_{ts}"],
+                top=[f"c_{ts}", f"h_{ts}"])
+            concat.bottom.append(f"h_{ts}")
+        add(net_param, type="Split", bottom=[f"c_{self.T}"], top=["c_T"])
+        net_param.layer.add().CopyFrom(concat)
+
+    # -- fused implementation ------------------------------------------------------
+    def fused_reshape(self, dtype):
+        xp = self.xp
+        t, n, h = self.T, self.N, self.H
+        if self.buffer_fits(getattr(self, "_gx", None), (t, n, 4 * h), dtype):
+            return
+        self._gx = xp.zeros((t, n, 4 * h), dtype=dtype)    # W_xc x_t + b_c, then dG
+        self._acts = xp.zeros((t, n, 4 * h), dtype=dtype)  # i, f (with cont), o, g
+        self._hs = xp.zeros((t + 1, n, h), dtype=dtype)    # h_0 .. h_T
+        self._cs = xp.zeros((t + 1, n, h), dtype=dtype)    # c_0 .. c_T
+        self._tc = xp.zeros((t, n, h), dtype=dtype)        # tanh(c_t)
+        self._hc = xp.zeros((t, n, h), dtype=dtype)        # cont_t * h_{t-1}
+        self._z = xp.zeros((n, 4 * h), dtype=dtype)
+        self._dh = xp.zeros((n, h), dtype=dtype)
+        self._dc = xp.zeros((n, h), dtype=dtype)
+
+    def _weights(self):
+        b = [blob.data for blob in self.blobs]
+        if self.static_input:
+            return b
+        return b[:2] + [None] + b[2:]
+
+    def fused_forward(self, bottom, top, init):
+        xp = self.xp
+        t_, n, h = self.T, self.N, self.H
+        w_xc, b_c, w_s, w_hc = self._weights()
+        gx, acts, hs, cs, tc, hc, z = (self._gx, self._acts, self._hs, self._cs,
+                                       self._tc, self._hc, self._z)
+        gx2 = gx.reshape(t_ * n, 4 * h)
+        xp.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
+        gx2 += b_c
+        s = None
+        if self.static_input:
+            s = bottom[2].data.reshape(n, self.Ds) @ w_s.T
+        cont = bottom[1].data
+        hs[0] = init[0]
+        cs[0] = init[1]
+        for t in range(t_):
+            ct = cont[t][:, None]
+            xp.multiply(hs[t], ct, out=hc[t])
+            xp.matmul(hc[t], w_hc.T, out=z)
+            z += gx[t]
+            if s is not None:
+                z += s
+            at = acts[t]
+            sigmoid_into(z[:, : 3 * h], at[:, : 3 * h], xp)
+            xp.tanh(z[:, 3 * h:], out=at[:, 3 * h:])
+            at[:, h: 2 * h] *= ct
+            i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
+            c = cs[t + 1]
+            xp.multiply(f, cs[t], out=c)
+            c += i * g
+            xp.tanh(c, out=tc[t])
+            xp.multiply(o, tc[t], out=hs[t + 1])
+        top[0].data[...] = hs[1:]
+        return [hs[t_], cs[t_]]
+
+    def fused_backward(self, top, propagate_down, bottom):
+        xp = self.xp
+        t_, n, h = self.T, self.N, self.H
+        w_xc, _b_c, w_s, w_hc = self._weights()
+        ppd = dict(zip((name for name, _, _ in self.param_specs()),
+                       zip(self.blobs, self.param_propagate_down, strict=True),
+                       strict=True))
+        acts, cs, tc, hc = self._acts, self._cs, self._tc, self._hc
+        dg = self._gx  # reused: holds dL/d(gate inputs)
+        dh_next, dc_next = self._dh, self._dc
+        dh_next[...] = 0
+        dc_next[...] = 0
+        dtop = top[0].diff
+        cont = bottom[1].data
+        for t in range(t_ - 1, -1, -1):
+            at = acts[t]
+            i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
+            tct = tc[t]
+            d_h = dtop[t] + dh_next
+            dc = dc_next + d_h * o * (1.0 - tct * tct)
+            dgt = dg[t]
+            xp.multiply(dc * g, i * (1.0 - i), out=dgt[:, :h])
+            xp.multiply(dc * cs[t], f * (1.0 - f), out=dgt[:, h: 2 * h])
+            xp.multiply(d_h * tct, o * (1.0 - o), out=dgt[:, 2 * h: 3 * h])
+            xp.multiply(dc * i, 1.0 - g * g, out=dgt[:, 3 * h:])
+            xp.multiply(dc, f, out=dc_next)
+            if t > 0:
+                xp.matmul(dgt, w_hc, out=dh_next)
+                dh_next *= cont[t][:, None]
+        dg2 = dg.reshape(t_ * n, 4 * h)
+        blob, on = ppd["W_hc"]
+        if on:
+            blob.diff += dg2.T @ hc.reshape(t_ * n, h)
+        x2 = bottom[0].data.reshape(t_ * n, self.Dx)
+        blob, on = ppd["W_xc"]
+        if on:
+            blob.diff += dg2.T @ x2
+        blob, on = ppd["b_c"]
+        if on:
+            blob.diff += dg2.sum(axis=0)
+        if propagate_down[0]:
+            xp.matmul(dg2, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
+        if self.static_input:
+            ds = dg.sum(axis=0)
+            blob, on = ppd["W_xc_static"]
+            if on:
+                blob.diff += ds.T @ bottom[2].data.reshape(n, self.Ds)
+            if propagate_down[2]:
+                xp.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))

@@ -1,0 +1,117 @@
+"""LSTMUnit: one LSTM step, Caffe's forward/backward; no gradient to cont."""
+
+import numpy as np
+import pytest
+
+from recaffe import backend
+from recaffe.blob import Blob
+from recaffe.errors import LayerSetupError, ShapeError
+from recaffe.testing.layer_test import Case, LayerTestCase, make_blobs, make_layer
+
+rng = np.random.default_rng(21)
+N, HD = 3, 2
+
+
+def unit_bottoms(cont, n=N, hd=HD):
+    return [rng.uniform(-1, 1, (1, n, hd)), rng.uniform(-1, 1, (1, n, 4 * hd)),
+            np.asarray(cont, dtype=float).reshape(1, n)]
+
+
+def sig(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def unit_reference(c_prev, x, cont):
+    hd = c_prev.shape[2]
+    c = np.zeros_like(c_prev, dtype=np.float64)
+    h = np.zeros_like(c)
+    for s in range(c_prev.shape[1]):
+        a = x[0, s].astype(np.float64)
+        i, o = sig(a[:hd]), sig(a[2 * hd:3 * hd])
+        f = 0.0 if cont[0, s] == 0 else cont[0, s] * sig(a[hd:2 * hd])
+        g = np.tanh(a[3 * hd:])
+        c[0, s] = f * c_prev[0, s] + i * g
+        h[0, s] = o * np.tanh(c[0, s])
+    return c, h
+
+
+class TestLSTMUnit(LayerTestCase):
+    layer_type = "LSTMUnit"
+    cases = [
+        # Caffe's tests end up with the unit's cont all zero; cover 1s too.
+        Case('type: "LSTMUnit"', unit_bottoms([0, 0, 0]), num_tops=2,
+             check_bottom=[0, 1]),
+        Case('type: "LSTMUnit"', unit_bottoms([1, 0, 1]), num_tops=2,
+             check_bottom=[0, 1]),
+        Case('type: "LSTMUnit"', unit_bottoms([1, 1, 1]), num_tops=2,
+             check_bottom=[0, 1]),
+        Case('type: "LSTMUnit"', unit_bottoms([1, 0, 1, 1, 0], n=5, hd=4), num_tops=2,
+             check_bottom=[0, 1]),
+    ]
+
+    def reference(self, case, bottoms, layer):
+        return list(unit_reference(*bottoms))
+
+
+def _unit(bottoms, dtype=np.float64):
+    with backend.dtype_scope(dtype):
+        layer = make_layer('name: "u" type: "LSTMUnit"')
+        b = make_blobs(bottoms, dtype)
+        top = [Blob((), dtype=dtype), Blob((), dtype=dtype)]
+        layer.SetUp(b, top)
+    return layer, b, top
+
+
+def test_setup_shapes():
+    layer, _, top = _unit(unit_bottoms([1, 1, 1]))
+    assert top[0].shape == (1, N, HD) and top[1].shape == (1, N, HD)
+    assert len(layer.blobs) == 0
+
+
+def test_cont_never_gets_gradient():
+    layer, b, top = _unit(unit_bottoms([1, 0, 1]))
+    assert [layer.allow_force_backward(i) for i in range(3)] == [True, True, False]
+    layer.Forward(b, top)
+    for t in top:
+        t.diff[...] = 1
+    b[2].diff[...] = 7
+    layer.Backward(top, [True, True, False], b)
+    assert np.all(b[2].diff == 7)
+    layer.Backward(top, [True, True, True], b)
+    assert np.all(b[2].diff == 0)
+
+
+def test_backward_writes_only_requested_bottoms():
+    layer, b, top = _unit(unit_bottoms([1, 1, 0]))
+    layer.Forward(b, top)
+    for t in top:
+        t.diff[...] = rng.standard_normal(t.shape)
+    b[0].diff[...] = 9
+    b[1].diff[...] = 9
+    layer.Backward(top, [False, True, False], b)
+    assert np.all(b[0].diff == 9) and not np.all(b[1].diff == 9)
+    b[1].diff[...] = 9
+    layer.Backward(top, [True, False, False], b)
+    assert not np.all(b[0].diff == 9) and np.all(b[1].diff == 9)
+
+
+def test_saturated_gates_are_finite():
+    bottoms = unit_bottoms([1, 1, 1])
+    bottoms[1] = bottoms[1] * 1e4
+    layer, b, top = _unit(bottoms, np.float32)
+    layer.Forward(b, top)
+    assert np.all(np.isfinite(top[0].data)) and np.all(np.isfinite(top[1].data))
+
+
+def test_shape_errors():
+    with pytest.raises(ShapeError, match=r"bottom\[2\] 'cont' must have 2 axes"):
+        _unit([np.zeros((1, 3, 2)), np.zeros((1, 3, 8)), np.zeros((1, 3, 1))])
+    with pytest.raises(ShapeError,
+                       match=r"bottom\[1\] 'X' must have shape \(1, 3, 8\)"):
+        _unit([np.zeros((1, 3, 2)), np.zeros((1, 3, 6)), np.zeros((1, 3))])
+    with pytest.raises(ShapeError, match="first axis of 1"):
+        _unit([np.zeros((2, 3, 2)), np.zeros((2, 3, 8)), np.zeros((2, 3))])
+    with pytest.raises(ShapeError, match="number of streams"):
+        _unit([np.zeros((1, 3, 2)), np.zeros((1, 2, 8)), np.zeros((1, 3))])
+    with pytest.raises(LayerSetupError, match="exactly 3 bottom"):
+        _unit([np.zeros((1, 3, 2)), np.zeros((1, 3, 8))])
