@@ -21,8 +21,13 @@ from recaffe.io.atomic import atomic_open, atomic_write
 from recaffe.io.caffemodel import array_to_blobproto, blobproto_to_array
 from recaffe.proto import caffe_pb2
 
-__all__ = ["SolverStateData", "read_solverstate", "write_solverstate",
-           "write_solverstate_hdf5", "is_hdf5_state"]
+__all__ = [
+    "SolverStateData",
+    "is_hdf5_state",
+    "read_solverstate",
+    "write_solverstate",
+    "write_solverstate_hdf5",
+]
 
 
 @dataclass
@@ -63,9 +68,11 @@ def write_solverstate(path: str | os.PathLike[str], state: SolverStateData) -> N
     atomic_write(path, msg.SerializeToString())
 
 
-def write_solverstate_hdf5(path: str | os.PathLike[str], state: SolverStateData) -> None:
+def write_solverstate_hdf5(
+    path: str | os.PathLike[str], state: SolverStateData
+) -> None:
     """Atomically write an HDF5 solver state to ``path``."""
-    import h5py  # noqa: PLC0415
+    import h5py
 
     with atomic_open(path, "wb") as fh, h5py.File(fh, "w") as f:
         f.create_dataset("iter", data=np.array([state.iter], dtype=np.int32))
@@ -104,7 +111,7 @@ def _read_binary(path: str) -> SolverStateData:
 
 
 def _read_hdf5(path: str) -> SolverStateData:
-    import h5py  # noqa: PLC0415
+    import h5py
 
     try:
         f = h5py.File(path, "r")

@@ -1,0 +1,104 @@
+"""``recaffe device_query``: the compute backend, BLAS library and devices.
+
+Reports numpy (and its BLAS library and thread count, through threadpoolctl
+when installed, else numpy's build configuration), the CPU count, and CuPy
+with its CUDA devices when CuPy is installed (details of the ``-gpu`` device).
+"""
+
+from __future__ import annotations
+
+import os
+
+from recaffe import backend
+from recaffe.cli.common import (
+    ArgumentParser,
+    add_gpu_flag,
+    add_log_flags,
+    setup_logging,
+)
+from recaffe.log import close_log_file, logger
+
+
+def blas_info() -> list[str]:
+    """Lines describing numpy's BLAS: library, version, threads."""
+    try:
+        import numpy  # noqa: F401 - load numpy's BLAS first
+        from threadpoolctl import threadpool_info
+
+        infos = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if infos:
+            return [f"BLAS: {i.get('internal_api')} {i.get('version') or ''} "
+                    f"({i.get('filepath')}), threads: {i.get('num_threads')}".replace(
+                        "  ", " ") for i in infos]
+    except ImportError:
+        pass
+    import numpy as np
+
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg.get("Build Dependencies", {}).get("blas", {})
+        name = blas.get("name", "unknown")
+        version = blas.get("version", "")
+        return [f"BLAS: {name} {version} (from numpy's build configuration; "
+                "install threadpoolctl for the thread count)".replace("  ", " ")]
+    except (TypeError, ValueError, AttributeError):
+        return ["BLAS: unknown (install threadpoolctl to inspect it)"]
+
+
+def gpu_lines(gpu_flag: str) -> list[str]:
+    try:
+        import cupy
+    except ImportError:
+        return ["CuPy: not installed (pip install 'recaffe[gpu]' for GPU mode)"]
+    lines = [f"CuPy: {cupy.__version__}"]
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - CUDA raises its own types
+        return lines + [f"CUDA devices: none usable ({exc})"]
+    lines.append(f"CUDA devices: {n}")
+    ids = range(n) if gpu_flag in ("", "all") else [
+        int(x) for x in gpu_flag.split(",") if x.strip()]
+    for i in ids:
+        try:
+            props = cupy.cuda.runtime.getDeviceProperties(i)
+        except Exception as exc:  # noqa: BLE001
+            lines.append(f"Device id: {i}: unavailable ({exc})")
+            continue
+        name = props.get("name", b"")
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        lines += [
+            f"Device id:                     {i}",
+            f"Name:                          {name}",
+            f"Major revision number:         {props.get('major')}",
+            f"Minor revision number:         {props.get('minor')}",
+            f"Total global memory:           {props.get('totalGlobalMem')}",
+            f"Number of multiprocessors:     {props.get('multiProcessorCount')}",
+        ]
+    return lines
+
+
+def report(gpu_flag: str = "") -> list[str]:
+    import numpy as np
+
+    lines = [f"Backend: {backend.mode()} (numpy {np.__version__})"]
+    lines += blas_info()
+    lines.append(f"CPU count: {os.cpu_count()}")
+    lines += gpu_lines(gpu_flag)
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    p = ArgumentParser(prog="recaffe device_query",
+                       description="Show the compute backend and devices.")
+    add_gpu_flag(p)
+    add_log_flags(p)
+    args = p.parse_args(argv)
+    setup_logging(args.log_file)
+    try:
+        if args.gpu:
+            logger.info(f"Querying GPUs {args.gpu}")
+        for line in report(args.gpu):
+            logger.info(line)
+    finally:
+        close_log_file()
+    return 0

@@ -1,0 +1,104 @@
+"""``recaffe time``: per-layer forward/backward timing (Caffe's ``caffe time``).
+
+``recaffe time -model M [-iterations 50] [-phase TRAIN] [-level L] [-stage a,b]
+[-gpu 0]``: one warm-up forward/backward, then ``iterations`` timed passes;
+logs each iteration's time, every layer's average forward and backward time,
+the averages and the total, in Caffe's layout.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from recaffe.cli.common import (
+    ArgumentParser,
+    UsageError,
+    add_gpu_flag,
+    add_log_flags,
+    add_state_flags,
+    parse_phase,
+    select_device,
+    setup_logging,
+    stages,
+    synchronize,
+)
+from recaffe.log import close_log_file, fmt, logger
+from recaffe.proto import caffe_pb2
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="recaffe time", description="Benchmark a model.")
+    p.add_argument("--model", default="", help="the model definition prototxt")
+    p.add_argument("--iterations", type=int, default=50, help="timed iterations")
+    p.add_argument("--phase", default="", help="TRAIN or TEST (default TRAIN)")
+    p.add_argument("--weights", default="", help="optional .caffemodel to load")
+    add_state_flags(p)
+    add_gpu_flag(p)
+    add_log_flags(p)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from recaffe.net import Net
+
+    args = build_parser().parse_args(argv)
+    if not args.model:
+        raise UsageError("Need a model definition to time (-model)")
+    if args.iterations <= 0:
+        raise UsageError(f"-iterations must be > 0, got {args.iterations}")
+    setup_logging(args.log_file)
+    try:
+        select_device(args.gpu)
+        phase = parse_phase(args.phase, caffe_pb2.TRAIN)
+        net = Net(args.model, phase, level=args.level, stages=stages(args.stage))
+        if args.weights:
+            net.copy_from(args.weights)
+        layers = net.layers_list
+        n = len(layers)
+        logger.info("Performing Forward")
+        initial_loss = net.forward_prefilled()
+        logger.info(f"Initial loss: {fmt(initial_loss)}")
+        logger.info("Performing Backward")
+        net.backward_all()
+        logger.info("*** Benchmark begins ***")
+        logger.info(f"Testing for {args.iterations} iterations.")
+        fwd_layer = [0.0] * n
+        bwd_layer = [0.0] * n
+        fwd_total = bwd_total = 0.0
+        synchronize()
+        total_start = perf_counter()
+        for j in range(args.iterations):
+            iter_start = perf_counter()
+            for i in range(n):
+                t = perf_counter()
+                layers[i].Forward(net.bottom_vecs[i], net.top_vecs[i])
+                synchronize()
+                fwd_layer[i] += perf_counter() - t
+            mid = perf_counter()
+            fwd_total += mid - iter_start
+            for i in range(n - 1, -1, -1):
+                t = perf_counter()
+                if net.layer_need_backward[i]:
+                    layers[i].Backward(net.top_vecs[i], net.bottom_need_backward[i],
+                                       net.bottom_vecs[i])
+                    synchronize()
+                bwd_layer[i] += perf_counter() - t
+            end = perf_counter()
+            bwd_total += end - mid
+            logger.info(f"Iteration: {j + 1} forward-backward time: "
+                        f"{fmt((end - iter_start) * 1e3)} ms.")
+        total = perf_counter() - total_start
+        its = args.iterations
+        logger.info("Average time per layer: ")
+        for i in range(n):
+            name = net.layer_names[i]
+            logger.info(f"{name:>10}\tforward: {fmt(fwd_layer[i] * 1e3 / its)} ms.")
+            logger.info(f"{name:>10}\tbackward: {fmt(bwd_layer[i] * 1e3 / its)} ms.")
+        logger.info(f"Average Forward pass: {fmt(fwd_total * 1e3 / its)} ms.")
+        logger.info(f"Average Backward pass: {fmt(bwd_total * 1e3 / its)} ms.")
+        logger.info(f"Average Forward-Backward: {fmt(total * 1e3 / its)} ms.")
+        logger.info(f"Total Time: {fmt(total * 1e3)} ms.")
+        logger.info("*** Benchmark ends ***")
+    finally:
+        close_log_file()
+    return 0

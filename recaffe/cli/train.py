@@ -1,0 +1,126 @@
+"""``recaffe train``: train or finetune a model (Caffe's ``caffe train``).
+
+``recaffe train -solver S [-weights W | -snapshot S.solverstate] [-iterations N]
+[-level L] [-stage a,b] [-sigint_effect stop] [-sighup_effect snapshot]
+[-log_file F] [-gpu 0]``
+
+SIGINT and SIGHUP set the solver's requested action (``stop``, ``snapshot`` or
+``none``), checked once per iteration as Caffe does; with ``stop`` training
+ends early and, as ``snapshot_after_train`` is on by default, the weights and
+solver state are snapshotted. A second SIGINT while a stop is pending aborts.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from recaffe.cli.common import (
+    ArgumentParser,
+    UsageError,
+    add_gpu_flag,
+    add_log_flags,
+    add_state_flags,
+    select_device,
+    setup_logging,
+    stages,
+)
+from recaffe.cli.progress import ProgressLine
+from recaffe.log import close_log_file, logger
+
+EFFECTS = ("stop", "snapshot", "none")
+
+
+class SignalActions:
+    """Turn SIGINT/SIGHUP into solver actions (Caffe's SignalHandler)."""
+
+    def __init__(self, sigint_effect: str = "stop", sighup_effect: str = "snapshot"):
+        self.effects = {signal.SIGINT: sigint_effect}
+        if hasattr(signal, "SIGHUP"):
+            self.effects[signal.SIGHUP] = sighup_effect
+        self.got: dict[int, bool] = dict.fromkeys(self.effects, False)
+        self._old: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.got[signum] and \
+                self.effects[signum] == "stop":
+            raise KeyboardInterrupt
+        self.got[signum] = True
+
+    def __enter__(self):
+        for sig in self.effects:
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __call__(self) -> str:
+        """The requested action; each signal is reported once."""
+        for sig in self.effects:
+            if self.got[sig]:
+                self.got[sig] = False
+                return self.effects[sig]
+        return "none"
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="recaffe train", description="Train or finetune a model.")
+    p.add_argument("--solver", default="", help="the solver definition prototxt")
+    p.add_argument("--weights", default="",
+                   help="comma-separated .caffemodel files to finetune from")
+    p.add_argument("--snapshot", default="",
+                   help="a .solverstate (or .solverstate.h5) to resume from")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="train for this many iterations (overrides max_iter)")
+    p.add_argument("--sigint_effect", default="stop", choices=EFFECTS,
+                   help="what SIGINT (Ctrl-C) does (default: stop, which snapshots "
+                        "when snapshot_after_train is on)")
+    p.add_argument("--sighup_effect", default="snapshot", choices=EFFECTS,
+                   help="what SIGHUP does")
+    add_state_flags(p)
+    add_gpu_flag(p)
+    add_log_flags(p)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from recaffe.solvers import get_solver, load_solver_param
+
+    args = build_parser().parse_args(argv)
+    if not args.solver:
+        raise UsageError("Need a solver definition to train (-solver)")
+    if args.weights and args.snapshot:
+        raise UsageError("Give a snapshot to resume training or weights to finetune "
+                         "but not both.")
+    setup_logging(args.log_file)
+    try:
+        param = load_solver_param(args.solver)
+        param.train_state.level = args.level
+        param.train_state.stage.extend(stages(args.stage))
+        if args.iterations is not None:
+            param.max_iter = args.iterations
+        select_device(args.gpu, param)
+        if args.snapshot or args.weights:
+            param.ClearField("weights")
+        if args.weights:
+            param.weights.append(args.weights)
+        actions = SignalActions(args.sigint_effect, args.sighup_effect)
+        solver = get_solver(param)
+        solver.action_request = actions
+        progress = ProgressLine()
+        progress.attach(solver)
+        logger.info("Starting Optimization")
+        try:
+            with actions:
+                if args.snapshot:
+                    logger.info(f"Resuming from {args.snapshot}")
+                    solver.solve(args.snapshot)
+                else:
+                    solver.solve()
+        finally:
+            progress.detach()
+        logger.info("Optimization Done.")
+    finally:
+        close_log_file()
+    return 0
