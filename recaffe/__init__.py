@@ -29,12 +29,9 @@ from recaffe.net_spec import NetSpec, params, to_proto
 
 __version__ = "1.0.0"
 
-# ``recaffe.layers`` is the package of layer implementations; give it pycaffe's
-# ``caffe.layers`` behaviour (``L.<Type>(...)``) through a module __getattr__,
-# which Python only consults for names the package does not define.
+# ``recaffe.layers`` is the package of layer implementations and, through its
+# module __getattr__, pycaffe's ``caffe.layers`` (``L.<Type>(...)``).
 layers = _importlib.import_module("recaffe.layers")
-if "__getattr__" not in vars(layers):
-    layers.__getattr__ = net_spec.layer_type_attr
 
 set_mode_cpu = _backend.set_mode_cpu
 set_mode_gpu = _backend.set_mode_gpu
@@ -148,11 +145,42 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "TEST", "TRAIN", "AdaDeltaSolver", "AdaGradSolver", "AdamSolver", "Blob",
-    "BlobVec", "Classifier", "Detector", "Layer", "NCCL", "Net", "NesterovSolver",
-    "NetSpec", "RMSPropSolver", "SGDSolver", "Timer", "get_solver", "has_nccl",
-    "init_log", "io", "layer_type_list", "layers", "log", "net_spec", "params",
-    "proto", "set_device", "set_mode_cpu", "set_mode_gpu", "set_multiprocess",
-    "set_random_seed", "set_solver_count", "set_solver_rank", "solver_count",
-    "solver_rank", "to_proto", "unroll",
+    "NCCL",
+    "TEST",
+    "TRAIN",
+    "AdaDeltaSolver",
+    "AdaGradSolver",
+    "AdamSolver",
+    "Blob",
+    "BlobVec",
+    "Classifier",
+    "Detector",
+    "Layer",
+    "NesterovSolver",
+    "Net",
+    "NetSpec",
+    "RMSPropSolver",
+    "SGDSolver",
+    "Timer",
+    "get_solver",
+    "has_nccl",
+    "init_log",
+    "io",
+    "layer_type_list",
+    "layers",
+    "log",
+    "net_spec",
+    "params",
+    "proto",
+    "set_device",
+    "set_mode_cpu",
+    "set_mode_gpu",
+    "set_multiprocess",
+    "set_random_seed",
+    "set_solver_count",
+    "set_solver_rank",
+    "solver_count",
+    "solver_rank",
+    "to_proto",
+    "unroll",
 ]

@@ -9,8 +9,11 @@ message on one line and exits with status 1.
 from __future__ import annotations
 
 
-class RecaffeError(Exception):
-    """Base class of every error recaffe raises on bad input or bad state."""
+class RecaffeError(RuntimeError):
+    """Base class of every error recaffe raises on bad input or bad state.
+
+    A RuntimeError, as pycaffe raises for the same conditions.
+    """
 
 
 class PrototxtError(RecaffeError):

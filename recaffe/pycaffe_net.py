@@ -125,11 +125,11 @@ class PycaffeNetMixin:
             outputs |= set(self.outputs)
         if kwargs:
             if set(kwargs) != set(self.inputs):
-                raise Exception("Input blob arguments do not match net inputs.")
+                raise NetError("Input blob arguments do not match net inputs.")
             for name, arr in kwargs.items():
                 blob = self.blobs[name]
                 if np.shape(arr)[0] != blob.shape[0]:
-                    raise Exception("Input is not batch sized")
+                    raise NetError("Input is not batch sized")
                 blob.data[...] = arr
         self._forward(start_ind, end_ind)
         return {name: self.blobs[name].data for name in outputs}
@@ -146,11 +146,11 @@ class PycaffeNetMixin:
             outputs |= set(self.inputs)
         if kwargs:
             if set(kwargs) != set(self.outputs):
-                raise Exception("Top diff arguments do not match net outputs.")
+                raise NetError("Top diff arguments do not match net outputs.")
             for name, arr in kwargs.items():
                 blob = self.blobs[name]
                 if np.shape(arr)[0] != blob.shape[0]:
-                    raise Exception("Diff is not batch sized")
+                    raise NetError("Diff is not batch sized")
                 blob.diff[...] = arr
         self._backward(start_ind, end_ind)
         return {name: self.blobs[name].diff for name in outputs}

@@ -4,7 +4,7 @@ The protobuf runtime's own printer writes ``lr_mult: 1.0`` and
 ``scale: 0.003921569``; Caffe (C++) and pycaffe print floats with the shortest
 of ``%.6g`` / ``%.9g`` that reads back to the same float32 (``lr_mult: 1``,
 ``scale: 0.00392156886``) and doubles with ``%.15g`` / ``%.17g``. Everything else
-(field order by number, 2-space indent, escaping, enum names) follows the text
+(2-space indent, escaping, enum names) follows the text
 format. ``str()`` of every ``caffe_pb2`` message uses this printer.
 """
 
@@ -64,7 +64,9 @@ def _scalar(field, value) -> str:
 
 def _print(msg, indent: int, out: list[str]) -> None:
     pad = " " * indent
-    for field, value in msg.ListFields():
+    # Declaration order, as Caffe's pycaffe printed (e.g. SliceParameter's
+    # axis = 3 before slice_point = 2); the schema declares fields in BVLC's order.
+    for field, value in sorted(msg.ListFields(), key=lambda fv: fv[0].index):
         repeated = field.is_repeated
         values = value if repeated else [value]
         for v in values:

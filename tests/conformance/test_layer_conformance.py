@@ -8,33 +8,18 @@ learnable blob's data and diff with what BVLC Caffe computed.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import recaffe
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
+from conformance_data import find_conformance_root
 
 RTOL, ATOL = 1e-4, 1e-5
 
 
-def _conformance_root() -> Path | None:
-    env = os.environ.get("RECAFFE_CONFORMANCE")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidates.append(parent / "shared" / "conformance")
-        candidates.append(parent.parent / "shared" / "conformance")
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
-
-
-ROOT = _conformance_root()
+ROOT = find_conformance_root()
 CASES = sorted(
     p.name for p in (ROOT.iterdir() if ROOT else []) if (p / "expected.npz").is_file()
 )
