@@ -88,6 +88,11 @@ class AccuracyLayer(Layer):
             has = seen > 0
             out[has] = hits[has] / seen[has]
 
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        # No gradient exists; force_backward must not ask for one (Caffe would
+        # abort in backward).
+        return False
+
     def backward(self, top, propagate_down, bottom):
         if any(propagate_down):
             raise self.error("has no gradient (backward is not implemented)",

@@ -84,6 +84,11 @@ class ArgMaxLayer(Layer):
             if self.out_max_val:
                 y2[:, k:2 * k] = vals
 
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        # No gradient exists; force_backward must not ask for one (Caffe would
+        # abort in backward).
+        return False
+
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             raise self.error("has no gradient (its outputs are indices)")

@@ -27,6 +27,11 @@ class ThresholdLayer(NeuronLayer):
         mask = bottom[0].data > self.threshold
         y[...] = mask
 
+    def allow_force_backward(self, bottom_index: int) -> bool:
+        # No gradient exists; force_backward must not ask for one (Caffe would
+        # abort in backward).
+        return False
+
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             raise self.error(
