@@ -123,7 +123,7 @@ class Blob:
 
     @data.setter
     def data(self, value) -> None:
-        self._data[...] = value
+        backend.copy_into(self._data, value)
 
     @property
     def diff(self):
@@ -135,7 +135,7 @@ class Blob:
 
     @diff.setter
     def diff(self, value) -> None:
-        self.diff[...] = value
+        backend.copy_into(self.diff, value)
 
     @property
     def has_diff(self) -> bool:

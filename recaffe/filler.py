@@ -58,6 +58,8 @@ def fill_array(param, shape, dtype=np.float32) -> np.ndarray:
         raise LayerSetupError(
             f"filler '{ftype}': sparse is only supported by the gaussian filler"
         )
+    if math.prod(shape) == 0:  # nothing to fill (Caffe fills nothing)
+        return np.zeros(shape, dtype=dtype)
     rng = backend.rng()
     if ftype == "constant":
         return np.full(shape, param.value, dtype=dtype)

@@ -11,6 +11,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from recaffe import backend
+
 from recaffe.errors import NetError
 
 
@@ -130,7 +132,7 @@ class PycaffeNetMixin:
                 blob = self.blobs[name]
                 if np.shape(arr)[0] != blob.shape[0]:
                     raise NetError("Input is not batch sized")
-                blob.data[...] = arr
+                backend.copy_into(blob.data, arr)
         self._forward(start_ind, end_ind)
         return {name: self.blobs[name].data for name in outputs}
 
@@ -151,7 +153,7 @@ class PycaffeNetMixin:
                 blob = self.blobs[name]
                 if np.shape(arr)[0] != blob.shape[0]:
                     raise NetError("Diff is not batch sized")
-                blob.diff[...] = arr
+                backend.copy_into(blob.diff, arr)
         self._backward(start_ind, end_ind)
         return {name: self.blobs[name].diff for name in outputs}
 
@@ -181,7 +183,7 @@ class PycaffeNetMixin:
     def _strip_padding(collected: dict, num: int | None) -> dict:
         out = {}
         for name, chunks in collected.items():
-            arr = np.asarray(chunks)
+            arr = np.asarray([backend.to_host(c) for c in chunks])
             out[name] = arr[:num] if num is not None else arr
         return out
 
@@ -195,12 +197,13 @@ class PycaffeNetMixin:
         """
         if not kwargs:
             outs = self.forward(blobs=blobs)
-            return {name: np.array(data, copy=True) for name, data in outs.items()}
+            return {name: np.array(backend.to_host(data), copy=True)
+                    for name, data in outs.items()}
         all_outs = {out: [] for out in set(self.outputs + list(blobs or []))}
         for batch in self._batch(kwargs):
             outs = self.forward(blobs=blobs, **batch)
             for out, data in outs.items():
-                all_outs[out].extend(data.copy())
+                all_outs[out].extend(backend.to_host(data).copy())
         num = len(next(iter(kwargs.values())))
         return self._strip_padding(all_outs, num)
 
@@ -222,9 +225,9 @@ class PycaffeNetMixin:
             batch_outs = self.forward(blobs=blobs, **fb)
             batch_diffs = self.backward(diffs=diffs, **bb)
             for out, data in batch_outs.items():
-                all_outs[out].extend(data.copy())
+                all_outs[out].extend(backend.to_host(data).copy())
             for d, diff in batch_diffs.items():
-                all_diffs[d].extend(diff.copy())
+                all_diffs[d].extend(backend.to_host(diff).copy())
         num = len(next(iter(kwargs.values()))) if kwargs else None
         return self._strip_padding(all_outs, num), self._strip_padding(all_diffs, num)
 

@@ -90,12 +90,23 @@ def read_net_param_binary(path: str | os.PathLike[str]) -> caffe_pb2.NetParamete
 def write_net_param_binary(
     net_param: caffe_pb2.NetParameter, path: str | os.PathLike[str]
 ) -> None:
-    """Atomically write ``net_param`` to ``path`` in binary protobuf format."""
+    """Atomically write ``net_param`` to ``path`` in binary protobuf format.
+
+    Raises :class:`~recaffe.errors.WeightsError` naming ``path`` when the file
+    cannot be written; ``path`` then keeps its previous content (or stays absent).
+    """
     try:
         data = net_param.SerializeToString()
     except EncodeError as exc:
         raise WeightsError(f"{os.fspath(path)}: cannot serialize net: {exc}") from None
-    atomic_write(path, data)
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        # atomic_write leaves neither a partial file nor its temporary behind.
+        reason = exc.strerror or str(exc)
+        raise WeightsError(
+            f"{os.fspath(path)}: cannot write weights file ({reason})"
+        ) from exc
 
 
 def is_hdf5(path: str | os.PathLike[str]) -> bool:

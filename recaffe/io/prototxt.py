@@ -88,6 +88,14 @@ def _hint(what: str, message_cls: type[Message]) -> str:
         if guess is not None:
             return f" (did you mean '{guess}'?)"
         owners = _owning_params(msg_desc, name)
+        if not owners and msg_desc.name.endswith("Parameter"):
+            # A field put into the wrong layer's *_param (`pool` inside
+            # convolution_param): name the *_param messages that do have it.
+            layer_desc = _find_message(pool, "caffe.LayerParameter")
+            if layer_desc is not None:
+                owners = [o for o in _owning_params(layer_desc, name)
+                          if layer_desc.fields_by_name[o].message_type.full_name
+                          != msg_desc.full_name]
         if owners:
             listed = ", ".join(f"'{o}'" for o in owners[:4])
             more = ", ..." if len(owners) > 4 else ""
@@ -131,7 +139,13 @@ def parse_prototxt(
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _make_error(filename, f"not valid UTF-8 text ({exc})") from None
+            head = bytes(text[: exc.start])
+            line = head.count(b"\n") + 1
+            column = exc.start - (head.rfind(b"\n") + 1) + 1
+            raise _make_error(
+                filename, f"not valid UTF-8 text (byte 0x{text[exc.start]:02x})",
+                line, column,
+            ) from None
     message = message_cls()
     try:
         text_format.Parse(text, message)

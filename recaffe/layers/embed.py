@@ -57,8 +57,9 @@ class EmbedLayer(Layer):
     def _ids(self, bottom):
         xp = self.xp
         v = bottom[0].data.reshape(-1)
-        ids = v.astype(xp.int64)
-        bad = (v != ids) | (ids < 0) | (ids >= self.K)
+        # Checked on the floats before the cast: NaN, inf and huge values
+        # have no int64 value (the cast would warn and give garbage ids).
+        bad = ~((v >= 0) & (v < self.K) & (v == xp.floor(v)))
         if bool(bad.any()):
             k = int(xp.argmax(bad))
             pos = tuple(int(i) for i in np.unravel_index(k, bottom[0].shape))
@@ -67,7 +68,7 @@ class EmbedLayer(Layer):
                 f"integer id in [0, {self.K}) (input_dim {self.K})",
                 DataError,
             )
-        return ids
+        return v.astype(xp.int64)
 
     def forward(self, bottom, top):
         xp = self.xp

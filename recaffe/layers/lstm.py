@@ -29,6 +29,7 @@ the exposed states. State carrying, T/N rules and the two implementations
 
 from __future__ import annotations
 
+from recaffe.backend import cuda_kernels
 from recaffe.layer import register_layer
 from recaffe.layers.lstm_unit import sigmoid_into
 from recaffe.layers.recurrent import RecurrentLayer
@@ -141,6 +142,7 @@ class LSTMLayer(RecurrentLayer):
         cont = bottom[1].data
         hs[0] = init[0]
         cs[0] = init[1]
+        fused = cuda_kernels.usable(xp, z, cont, cs)
         for t in range(t_):
             ct = cont[t][:, None]
             xp.multiply(hs[t], ct, out=hc[t])
@@ -148,6 +150,10 @@ class LSTMLayer(RecurrentLayer):
             z += gx[t]
             if s is not None:
                 z += s
+            if fused:  # one CUDA kernel for the cell
+                cuda_kernels.lstm_forward_step(z, cs[t], cont[t], acts[t], cs[t + 1],
+                                               tc[t], hs[t + 1])
+                continue
             at = acts[t]
             sigmoid_into(z[:, : 3 * h], at[:, : 3 * h], xp)
             xp.tanh(z[:, 3 * h:], out=at[:, 3 * h:])
@@ -175,7 +181,15 @@ class LSTMLayer(RecurrentLayer):
         dc_next[...] = 0
         dtop = top[0].diff
         cont = bottom[1].data
+        fused = cuda_kernels.usable(xp, acts, dtop, dh_next)
         for t in range(t_ - 1, -1, -1):
+            if fused:  # one CUDA kernel for the cell's gradients
+                cuda_kernels.lstm_backward_step(acts[t], cs[t], tc[t], dtop[t], dh_next,
+                                                dg[t], dc_next)
+                if t > 0:
+                    xp.matmul(dg[t], w_hc, out=dh_next)
+                    dh_next *= cont[t][:, None]
+                continue
             at = acts[t]
             i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
             tct = tc[t]

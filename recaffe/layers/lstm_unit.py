@@ -26,12 +26,16 @@ constants; force_backward leaves it alone).
 
 from __future__ import annotations
 
+from recaffe.backend import cuda_kernels
 from recaffe.errors import ShapeError
 from recaffe.layer import Layer, register_layer
 
 
 def sigmoid_into(x, out, xp) -> None:
     """out = 1 / (1 + exp(-x)), computed as 0.5 tanh(x / 2) + 0.5 (no overflow)."""
+    if cuda_kernels.enabled(xp):
+        cuda_kernels.sigmoid(x, out)
+        return
     xp.multiply(x, 0.5, out=out)
     xp.tanh(out, out=out)
     out *= 0.5
@@ -91,6 +95,13 @@ class LSTMUnitLayer(Layer):
         xp = self.xp
         h = self.H
         c_prev = bottom[0].data[0]
+        x, cont = bottom[1].data[0], bottom[2].data[0]
+        if cuda_kernels.usable(xp, x, c_prev, cont, top[0].data, top[1].data):
+            # one CUDA kernel for the cell
+            cuda_kernels.lstm_forward_step(x, c_prev, cont, xp.empty_like(x),
+                                           top[0].data[0], xp.empty_like(c_prev),
+                                           top[1].data[0])
+            return
         acts = self._gates(bottom[1].data[0], bottom[2].data[0])
         i, f, o, g = (acts[:, k * h:(k + 1) * h] for k in range(4))
         c = top[0].data[0]
@@ -106,7 +117,18 @@ class LSTMUnitLayer(Layer):
         xp = self.xp
         h = self.H
         c_prev = bottom[0].data[0]
-        acts = self._gates(bottom[1].data[0], bottom[2].data[0])
+        x, cont = bottom[1].data[0], bottom[2].data[0]
+        if cuda_kernels.enabled(xp):
+            dc_prev = bottom[0].diff[0] if propagate_down[0] else xp.empty_like(c_prev)
+            dx = bottom[1].diff[0] if propagate_down[1] else xp.empty_like(x)
+        if cuda_kernels.enabled(xp) and cuda_kernels.usable(
+                xp, x, c_prev, cont, top[0].data, top[0].diff, top[1].diff, dc_prev, dx):
+            # one CUDA kernel for the gradients
+            cuda_kernels.lstm_unit_backward(
+                x, c_prev, cont, top[0].data[0], top[0].diff[0], top[1].diff[0],
+                dc_prev, dx, bool(propagate_down[0]), bool(propagate_down[1]))
+            return
+        acts = self._gates(x, cont)
         i, f, o, g = (acts[:, k * h:(k + 1) * h] for k in range(4))
         tanh_c = xp.tanh(top[0].data[0])
         d_h = top[1].diff[0]

@@ -22,6 +22,7 @@ the exposed state. State carrying, T/N rules and the two implementations
 
 from __future__ import annotations
 
+from recaffe.backend import cuda_kernels
 from recaffe.layer import register_layer
 from recaffe.layers.recurrent import RecurrentLayer
 from recaffe.proto import caffe_pb2
@@ -152,7 +153,13 @@ class RNNLayer(RecurrentLayer):
                        strict=True))
         hs, hc = self._hs, self._hc
         o2 = self._o.reshape(t_ * n, h)
-        dz = top[0].diff.reshape(t_ * n, h) * (1.0 - o2 * o2)
+        dy2 = top[0].diff.reshape(t_ * n, h)
+        fused = cuda_kernels.usable(xp, dy2, o2, self._a, hs)
+        if fused:
+            dz = xp.empty_like(o2)
+            cuda_kernels.tanh_backward(dy2, o2, dz)
+        else:
+            dz = dy2 * (1.0 - o2 * o2)
         blob, on = ppd["W_ho"]
         if on:
             blob.diff += dz.T @ hs[1:].reshape(t_ * n, h)
@@ -164,9 +171,15 @@ class RNNLayer(RecurrentLayer):
         xp.matmul(dz, w_ho, out=da2)
         cont = bottom[1].data
         for t in range(t_ - 1, -1, -1):
-            if t < t_ - 1:
-                da[t] += self._z
-            da[t] *= 1.0 - hs[t + 1] * hs[t + 1]
+            if fused:  # one CUDA kernel: (da + carried) * (1 - h^2)
+                if t < t_ - 1:
+                    cuda_kernels.tanh_backward_acc(da[t], self._z, hs[t + 1])
+                else:
+                    cuda_kernels.tanh_backward(da[t], hs[t + 1], da[t])
+            else:
+                if t < t_ - 1:
+                    da[t] += self._z
+                da[t] *= 1.0 - hs[t + 1] * hs[t + 1]
             if t > 0:
                 xp.matmul(da[t], w_hh, out=self._z)
                 self._z *= cont[t][:, None]

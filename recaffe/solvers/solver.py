@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from recaffe import backend
+from recaffe.device import ensure_device
 from recaffe.errors import DivergenceError, RecaffeError, SolverError
 from recaffe.io.prototxt import read_prototxt, to_text
 from recaffe.io.solverstate import (
@@ -264,6 +265,8 @@ class Solver:
     def step(self, iters: int) -> None:
         """Run ``iters`` training iterations (Caffe's Solver::Step)."""
         p = self.param
+        # Memory follows the mode: nets and history move if the mode changed.
+        ensure_device(self)
         start_iter = self.iter
         stop_iter = self.iter + int(iters)
         self._losses = []
@@ -327,32 +330,46 @@ class Solver:
 
     def _check_divergence(self, loss: float) -> None:
         net = self.net
-        if math.isfinite(loss) and all(
-            bool(backend.get_array_module(b.diff).isfinite(b.diff).all())
-            for b in net.learnable_params
-        ):
-            return
-        where = "no layer (all tops and parameter gradients are finite)"
-        found = False
+        if math.isfinite(loss) and backend.all_finite(
+                b.diff for b in net.learnable_params):
+            return  # one device sync, not one per parameter
+        where = "no layer (all tops and gradients are finite)"
+        # Forward order: the first layer whose output is non-finite.
         for i, layer in enumerate(net.layers_list):
-            lname = f"layer '{net.layer_names[i]}' ({layer.type})"
-            for tid in net.top_ids[i]:
-                if not np.isfinite(backend.to_host(net.blob_list[tid].data)).all():
-                    where = f"{lname}, top '{net.blob_names[tid]}' data"
-                    found = True
-                    break
-            if not found:
-                for j, b in enumerate(layer.blobs):
-                    if b.has_diff and not np.isfinite(backend.to_host(b.diff)).all():
-                        where = f"{lname}, param {j} diff"
-                        found = True
+            tops = net.top_ids[i]
+            if backend.all_finite(net.blob_list[t].data for t in tops):
+                continue
+            tid = next(t for t in tops if not backend.all_finite([net.blob_list[t].data]))
+            where = (f"layer '{net.layer_names[i]}' ({layer.type}), top "
+                     f"'{net.blob_names[tid]}' data")
+            break
+        else:
+            # Every output is finite: the first layer the backward pass reached
+            # (last to first) whose computed gradient is non-finite.
+            for i in range(len(net.layers_list) - 1, -1, -1):
+                if not net.layer_need_backward[i]:
+                    continue
+                layer = net.layers_list[i]
+                lname = f"layer '{net.layer_names[i]}' ({layer.type})"
+                hit = None
+                for j, bid in enumerate(net.bottom_ids[i]):
+                    if (net.bottom_need_backward[i][j]
+                            and not backend.all_finite([net.blob_list[bid].diff])):
+                        hit = f"{lname}, bottom[{j}] '{net.blob_names[bid]}' diff"
                         break
-            if found:
-                break
+                if hit is None:
+                    for j, b in enumerate(layer.blobs):
+                        if b.has_diff and not backend.all_finite([b.diff]):
+                            hit = f"{lname}, param {j} diff"
+                            break
+                if hit is not None:
+                    where = hit
+                    break
         raise DivergenceError(
             f"training diverged at iteration {self.iter}: loss = {fmt(loss)}; first "
             f"non-finite value in {where}. Lower base_lr or set clip_gradients."
         )
+
 
     # -- update ------------------------------------------------------------------
     def clip_gradients(self) -> None:

@@ -42,7 +42,7 @@ def make_blobs(arrays, dtype=np.float32) -> list[Blob]:
     for a in arrays:
         a = np.asarray(a)
         b = Blob(a.shape, dtype=dtype)
-        b.data[...] = a
+        backend.copy_into(b.data, a)
         out.append(b)
     return out
 
@@ -120,7 +120,7 @@ class LayerTestCase:
         layer.Forward(bottom, top)
         rng = np.random.default_rng(5)
         for t in top:
-            t.diff[...] = rng.standard_normal(t.shape)
+            backend.copy_into(t.diff, rng.standard_normal(t.shape))
         layer.Backward(top, pd, bottom)
 
     def test_param_diff_accumulates(self):
@@ -134,11 +134,12 @@ class LayerTestCase:
             for b in layer.blobs:
                 b.diff[...] = 0
             self._run_backward(case, layer, bottom, top, pd)
-            once = [b.diff.copy() for b in layer.blobs]
+            once = [backend.to_host(b.diff).copy() for b in layer.blobs]
             self._run_backward(case, layer, bottom, top, pd)
             for j, b in enumerate(layer.blobs):
                 if not layer.param_propagate_down or layer.param_propagate_down[j]:
-                    np.testing.assert_allclose(b.diff, 2 * once[j], rtol=1e-10,
+                    np.testing.assert_allclose(backend.to_host(b.diff), 2 * once[j],
+                                               rtol=1e-10,
                                                atol=1e-12)
 
     def test_propagate_down_false(self):
@@ -152,7 +153,7 @@ class LayerTestCase:
             for i, b in enumerate(bottom):
                 if b in top or any(b.shares_diff_with(t) for t in top):
                     continue  # in-place, or the top aliases the bottom's diff
-                assert np.all(b.diff == 123.0), (
+                assert np.all(backend.to_host(b.diff) == 123.0), (
                     f"{self.layer_type}: bottom[{i}].diff written with "
                     "propagate_down=False"
                 )
