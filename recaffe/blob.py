@@ -33,8 +33,17 @@ def _as_shape(dims: Iterable) -> tuple[int, ...]:
 class Blob:
     """A float array ``data`` with its gradient ``diff`` of the same shape."""
 
-    __slots__ = ("_shape", "_count", "_dbuf", "_gbuf", "_data", "_diff", "_dtype",
-                 "_xp", "__weakref__")
+    __slots__ = (
+        "__weakref__",
+        "_count",
+        "_data",
+        "_dbuf",
+        "_diff",
+        "_dtype",
+        "_gbuf",
+        "_shape",
+        "_xp",
+    )
 
     def __init__(self, shape: Sequence[int] = (), dtype=None, xp=None):
         self._dtype = np.dtype(dtype or backend.default_dtype())
@@ -74,7 +83,8 @@ class Blob:
     def canonical_axis(self, axis: int) -> int:
         n = len(self._shape)
         if not -n <= axis < max(n, 1):
-            raise RecaffeError(f"axis {axis} out of range for a {n}-axis blob {self._shape}")
+            raise RecaffeError(
+                f"axis {axis} out of range for a {n}-axis blob {self._shape}")
         return axis + n if axis < 0 else axis
 
     def _legacy(self, i: int) -> int:
@@ -178,7 +188,8 @@ class Blob:
         if self._diff is not None:
             diff = backend.to_host(self._diff) if xp is np else xp.asarray(self._diff)
         self._xp = xp
-        self._dbuf = data.reshape(-1).copy() if self._count else xp.zeros(1, self._dtype)
+        self._dbuf = (data.reshape(-1).copy() if self._count
+                      else xp.zeros(1, self._dtype))
         self._data = self._dbuf[: self._count].reshape(self._shape)
         if diff is not None:
             self._gbuf = diff.reshape(-1).copy()

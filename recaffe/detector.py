@@ -1,4 +1,5 @@
-"""Detector: a Net that scores image windows (pycaffe's ``caffe.Detector``, R-CNN style).
+"""Detector: a Net that scores image windows (pycaffe's ``caffe.Detector``,
+R-CNN style).
 
 ``detect_windows([(image_file, [(ymin, xmin, ymax, xmax), …]), …])`` crops each
 window (optionally with ``context_pad`` pixels of context, as R-CNN warps),

@@ -28,6 +28,8 @@ supported (the backward would see the plain loop's state).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from recaffe import backend
@@ -57,10 +59,9 @@ def to_current_device(obj) -> None:
     mover.value(obj)
     gen = backend.generation()
     for o in mover.stamped:
-        try:
+        # __slots__ objects (Blob) are not stamped
+        with contextlib.suppress(AttributeError):
             setattr(o, _ATTR, gen)
-        except AttributeError:  # __slots__ objects (Blob) are not stamped
-            pass
 
 
 def _is_protobuf(obj) -> bool:
@@ -203,7 +204,7 @@ class _Mover:
             self.visit(v)
 
     def _walkable(self, obj) -> bool:
-        if _is_module(obj) or callable(obj) and not hasattr(obj, "__dict__"):
+        if _is_module(obj) or (callable(obj) and not hasattr(obj, "__dict__")):
             return False
         if _is_protobuf(obj):
             return False
@@ -257,7 +258,5 @@ def _attributes(obj):
 
 
 def _set(obj, name, value) -> None:
-    try:
+    with contextlib.suppress(AttributeError):  # a read-only property (Layer.xp)
         setattr(obj, name, value)
-    except AttributeError:  # a read-only property (e.g. Layer.xp)
-        pass

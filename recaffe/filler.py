@@ -33,10 +33,7 @@ def _fans(shape) -> tuple[float, float]:
     for d in shape:
         count *= d
     fan_in = count / shape[0] if shape and shape[0] else count
-    if len(shape) >= 2:
-        fan_out = count / shape[1] if shape[1] else count
-    else:
-        fan_out = count
+    fan_out = count / shape[1] if len(shape) >= 2 and shape[1] else count
     return fan_in, fan_out
 
 

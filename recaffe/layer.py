@@ -91,16 +91,15 @@ class Layer:
         pass
 
     def allow_force_backward(self, bottom_index: int) -> bool:
-        if self.is_loss and bottom_index == 1:
-            return False
-        return True
+        return not (self.is_loss and bottom_index == 1)
 
     # -- wrappers called by the Net -------------------------------------------
     def check_blob_counts(self, bottom, top) -> None:
         nb, nt = len(bottom), len(top)
 
         def bad(what, rule, got):
-            return self.error(f"takes {rule} {what} blob(s), got {got}", LayerSetupError)
+            return self.error(f"takes {rule} {what} blob(s), got {got}",
+                              LayerSetupError)
 
         if self.exact_num_bottom >= 0 and nb != self.exact_num_bottom:
             raise bad("bottom", f"exactly {self.exact_num_bottom}", nb)

@@ -38,7 +38,9 @@ class GlogFormatter(logging.Formatter):
 _handlers: dict[str, logging.Handler] = {}
 
 
-def init_log(level: int = 0, to_stderr: bool = True, log_file: str | None = None) -> None:
+def init_log(
+    level: int = 0, to_stderr: bool = True, log_file: str | None = None
+) -> None:
     """pycaffe's init_log: level 0 = INFO, 1 = WARNING, 2 = ERROR, 3 = FATAL."""
     levels = [logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
     logger.setLevel(levels[max(0, min(int(level), 3))])

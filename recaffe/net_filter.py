@@ -23,9 +23,7 @@ def state_meets_rule(state, rule) -> bool:
     stages = set(state.stage)
     if any(s not in stages for s in rule.stage):
         return False
-    if any(s in stages for s in rule.not_stage):
-        return False
-    return True
+    return not any(s in stages for s in rule.not_stage)
 
 
 def layer_included(layer, state) -> bool:

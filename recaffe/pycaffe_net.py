@@ -12,7 +12,6 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe import backend
-
 from recaffe.errors import NetError
 
 
@@ -31,7 +30,8 @@ class PycaffeNetMixin:
 
     @property
     def blob_loss_weights(self) -> OrderedDict:
-        return OrderedDict(zip(self.blob_names, self.blob_loss_weight_list, strict=True))
+        return OrderedDict(
+            zip(self.blob_names, self.blob_loss_weight_list, strict=True))
 
     @property
     def params(self) -> OrderedDict:
@@ -139,7 +139,8 @@ class PycaffeNetMixin:
     def backward(self, diffs=None, start=None, end=None, **kwargs) -> dict:
         """Backward from ``start`` down to ``end`` (layer names, inclusive)."""
         outputs = set(diffs or [])
-        start_ind = len(self.layers_list) - 1 if start is None else self.layer_index(start)
+        start_ind = (len(self.layers_list) - 1 if start is None
+                     else self.layer_index(start))
         if end is not None:
             end_ind = self.layer_index(end)
             outputs |= set(self.bottom_names[end])
@@ -175,7 +176,8 @@ class PycaffeNetMixin:
             padded = {}
             for name, arr in blobs.items():
                 arr = np.asarray(arr)
-                pad = np.zeros((batch_size - remainder,) + arr.shape[1:], dtype=arr.dtype)
+                pad = np.zeros((batch_size - remainder,) + arr.shape[1:],
+                               dtype=arr.dtype)
                 padded[name] = np.concatenate([arr[-remainder:], pad])
             yield padded
 

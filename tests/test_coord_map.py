@@ -13,7 +13,8 @@ def coord_net_spec(ks=3, stride=1, pad=0, pool=2, dstride=2, dpad=0):
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[2, 1, 100, 100]))
     n.aux = L.Input(shape=dict(dim=[2, 1, 20, 20]))
-    n.conv = L.Convolution(n.data, num_output=10, kernel_size=ks, stride=stride, pad=pad)
+    n.conv = L.Convolution(n.data, num_output=10, kernel_size=ks, stride=stride,
+                           pad=pad)
     n.pool = L.Pooling(n.conv, pool=P.Pooling.MAX, kernel_size=pool, stride=pool, pad=0)
     deconv_ks = [s * 2 for s in dstride] if isinstance(dstride, list) else dstride * 2
     n.deconv = L.Deconvolution(n.pool, num_output=10, kernel_size=deconv_ks,
@@ -42,7 +43,7 @@ def test_pass_through():
 
 def test_padding_shifts_offset():
     n = coord_net_spec(pad=2)
-    ax2, a2, b2 = coord_map_from_to(n.deconv, n.data)
+    _, a2, b2 = coord_map_from_to(n.deconv, n.data)
     assert np.all(a2 == 1) and np.all(b2 == -2)
 
 

@@ -30,7 +30,8 @@ def test_dot_source_styles():
     assert 'fillcolor="#FF5050"' in dot and 'fillcolor="#FF9900"' in dot
     assert '"data_blob" [label="data", shape="octagon"' in dot
     # in-place ReLU: green, with edges to and from the same blob
-    assert '"relu1_ReLU" [label="relu1\\n(ReLU)", shape="record", fillcolor="#90EE90"' in dot
+    assert ('"relu1_ReLU" [label="relu1\\n(ReLU)", shape="record", '
+            'fillcolor="#90EE90"') in dot
     assert '"ip1_blob" -> "relu1_ReLU";' in dot
     assert '"relu1_ReLU" -> "ip1_blob";' in dot
     assert '"conv1_Convolution" -> "conv1_blob" [label="20"];' in dot
@@ -79,8 +80,10 @@ def test_t_suffix_steps():
     net = caffe_pb2.NetParameter()
     text_format.Parse("""
       layer { name: 'x' type: 'Input' top: 'x' }
-      layer { name: 'h_t0' type: 'InnerProduct' bottom: 'x' top: 'h0' param { name: 'W' } }
-      layer { name: 'h_t1' type: 'InnerProduct' bottom: 'h0' top: 'h1' param { name: 'W' } }
+      layer { name: 'h_t0' type: 'InnerProduct' bottom: 'x' top: 'h0'
+        param { name: 'W' } }
+      layer { name: 'h_t1' type: 'InnerProduct' bottom: 'h0' top: 'h1'
+        param { name: 'W' } }
     """, net)
     assert draw.step_of_layers(net.layer) == {"h_t0": 0, "h_t1": 1}
 

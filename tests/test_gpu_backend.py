@@ -49,7 +49,7 @@ def _module_without_device(exc=None, count=0):
 ])
 def test_set_mode_gpu_without_a_device(mod, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", mod)
-    with pytest.raises(BackendError, match="no (usable )?CUDA device"):
+    with pytest.raises(BackendError, match=r"no (usable )?CUDA device"):
         backend.set_mode_gpu()
     assert backend.mode() == "cpu"
 
@@ -117,4 +117,5 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y"
     assert backend.get_array_module(net.blobs["x"].data) is xp
     backend.copy_into(net.blobs["x"].data, np.ones((2, 3), np.float32))
     net.forward_prefilled()
-    np.testing.assert_array_equal(backend.to_host(net.blobs["y"].data), np.full((2, 2), 3))
+    np.testing.assert_array_equal(backend.to_host(net.blobs["y"].data),
+                                  np.full((2, 2), 3))

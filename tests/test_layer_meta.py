@@ -23,7 +23,8 @@ def _tested_types() -> set[str]:
                 continue
             for stmt in node.body:
                 if (isinstance(stmt, ast.Assign)
-                        and any(getattr(t, "id", "") == "layer_type" for t in stmt.targets)
+                        and any(getattr(t, "id", "") == "layer_type"
+                                for t in stmt.targets)
                         and isinstance(stmt.value, ast.Constant)):
                     found.add(stmt.value.value)
     return found
@@ -39,5 +40,6 @@ def test_every_layer_type_has_a_layer_test():
 def test_core_types_registered():
     types = layer_type_list()
     assert types == sorted(types)
-    for t in ("Data", "Convolution", "InnerProduct", "LSTM", "RNN", "LSTMUnit", "Python"):
+    for t in ("Data", "Convolution", "InnerProduct", "LSTM", "RNN", "LSTMUnit",
+              "Python"):
         assert t in types

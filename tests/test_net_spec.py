@@ -171,7 +171,7 @@ def test_params_enum_constants():
     assert P.Eltwise.SUM == 1 and P.Eltwise.PROD == 0
     assert P.Loss.VALID == 1
     with pytest.raises(AttributeError):
-        P.Pooling.NOT_A_CONSTANT
+        _ = P.Pooling.NOT_A_CONSTANT
 
 
 def test_param_name_table():

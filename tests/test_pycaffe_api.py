@@ -138,7 +138,7 @@ def test_blob_api():
 # -- pycaffe's test_net.py -------------------------------------------------------------
 
 def test_memory(net):
-    params = sum((list(p) for p in net.params.values()), [])
+    params = [b for p in net.params.values() for b in p]
     blobs = list(net.blobs.values())
     del net
     total = 0

@@ -56,12 +56,15 @@ def binary_addition_train(num_steps, batch_size, source=DEFAULT_SOURCE):
     for t in range(num_steps):
         step = str(t + 1)
 
-        zX = L.InnerProduct(X[t], param=[dict(name='WX', lr_mult=1), dict(name='bX', lr_mult=1)],
+        zX = L.InnerProduct(X[t],
+                            param=[dict(name='WX', lr_mult=1),
+                                   dict(name='bX', lr_mult=1)],
                             num_output=num_hu, weight_filler=dict(type='xavier'),
                             bias_filler=dict(type='constant'))
         ns.__setattr__('zX' + step, zX)
 
-        zH = L.InnerProduct(ns.H, param=dict(name='WH', lr_mult=1), bias_term=False, num_output=num_hu,
+        zH = L.InnerProduct(ns.H, param=dict(name='WH', lr_mult=1), bias_term=False,
+                            num_output=num_hu,
                             weight_filler=dict(type='xavier'))
         ns.__setattr__('zH' + step, zH)
 
@@ -71,7 +74,9 @@ def binary_addition_train(num_steps, batch_size, source=DEFAULT_SOURCE):
         a = L.Sigmoid(z)
         ns.__setattr__('a' + step, a)
 
-        out = L.InnerProduct(a, param=[dict(name='WO', lr_mult=1), dict(name='bO', lr_mult=1)],
+        out = L.InnerProduct(a,
+                             param=[dict(name='WO', lr_mult=1),
+                                    dict(name='bO', lr_mult=1)],
                              num_output=1, weight_filler=dict(type='xavier'),
                              bias_filler=dict(type='constant'))
         ns.__setattr__('out' + step, out)

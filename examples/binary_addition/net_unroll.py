@@ -28,7 +28,8 @@ def binary_addition_step(num_hu: int, neuron: str = "Sigmoid"):
 
     def step(x_t, H):
         zX = L.InnerProduct(x_t, name="zX",
-                            param=[dict(name="WX", lr_mult=1), dict(name="bX", lr_mult=1)],
+                            param=[dict(name="WX", lr_mult=1),
+                                   dict(name="bX", lr_mult=1)],
                             num_output=num_hu, weight_filler=dict(type="xavier"),
                             bias_filler=dict(type="constant"))
         zH = L.InnerProduct(H, name="zH", param=dict(name="WH", lr_mult=1),
@@ -37,7 +38,8 @@ def binary_addition_step(num_hu: int, neuron: str = "Sigmoid"):
         z = L.Eltwise(zX, zH, name="z", eltwise_param=dict(operation=P.Eltwise.SUM))
         a = getattr(L, neuron)(z, name="a")
         out = L.InnerProduct(a, name="out",
-                             param=[dict(name="WO", lr_mult=1), dict(name="bO", lr_mult=1)],
+                             param=[dict(name="WO", lr_mult=1),
+                                    dict(name="bO", lr_mult=1)],
                              num_output=1, weight_filler=dict(type="xavier"),
                              bias_filler=dict(type="constant"))
         return out, a

@@ -27,12 +27,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+import charnet  # noqa: E402
 import numpy as np  # noqa: E402
 
 import recaffe  # noqa: E402
 from recaffe.errors import RecaffeError  # noqa: E402
-
-import charnet  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -182,11 +182,9 @@ def device_query(device: int | None = None) -> list[str]:
     except Exception as exc:  # noqa: BLE001
         return lines + [f"CUDA devices: none usable ({exc})"]
     lines.append(f"CUDA devices: {n}")
-    try:
+    with contextlib.suppress(Exception):  # informational only
         lines.append(f"CUDA driver: {cp.cuda.runtime.driverGetVersion()}, runtime: "
                      f"{cp.cuda.runtime.runtimeGetVersion()}")
-    except Exception:  # noqa: BLE001, S110 - informational only
-        pass
     ids = range(n) if device is None else [int(device)]
     for i in ids:
         try:
@@ -196,11 +194,12 @@ def device_query(device: int | None = None) -> list[str]:
             continue
         name = props.get("name", b"")
         name = name.decode() if isinstance(name, bytes) else str(name)
+        current = _state["mode"] == "gpu" and i == _state["device"]
         lines.append(
             f"Device {i}: {name}, compute capability {props.get('major')}."
             f"{props.get('minor')}, {props.get('multiProcessorCount')} SMs, "
             f"{int(props.get('totalGlobalMem', 0)) / 2**30:.1f} GiB"
-            + (" (current)" if _state["mode"] == "gpu" and i == _state["device"] else ""))
+            + (" (current)" if current else ""))
     return lines
 
 
@@ -258,7 +257,8 @@ def get_array_module(a):
     mod = _array_types.get(t)
     if mod is not None:
         return mod
-    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "__cuda_array_interface__"):
+    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(
+            a, "__cuda_array_interface__"):
         return np
     import cupy
 

@@ -146,7 +146,8 @@ def _build_tanh_bwd():
 def _build_tanh_bwd_acc():
     import cupy as cp
 
-    return cp.ElementwiseKernel("T acc, T y", "T dx", "dx = (dx + acc) * ((T)1 - y * y)",
+    return cp.ElementwiseKernel("T acc, T y", "T dx",
+                                "dx = (dx + acc) * ((T)1 - y * y)",
                                 "recaffe_tanh_bwd_acc")
 
 

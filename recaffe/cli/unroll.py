@@ -27,7 +27,8 @@ def build(cell: str, T: int, hidden: int, input_dim: int, batch: int = 1,
     from recaffe.net_spec import layers as L
 
     ns = NetSpec()
-    ns.x, ns.cont = L.Input(shape=[dict(dim=[T, batch, input_dim]), dict(dim=[T, batch])],
+    ns.x, ns.cont = L.Input(shape=[dict(dim=[T, batch, input_dim]),
+                                   dict(dim=[T, batch])],
                             ntop=2)
     name = cell if name is None else name
     if cell == "lstm":

@@ -196,7 +196,7 @@ def oversample(images, crop_dims) -> np.ndarray:
         for y, x in starts:
             crops[ix] = im[y:y + ch, x:x + cw, :]
             ix += 1
-        for k in range(5):
+        for _ in range(5):
             crops[ix] = crops[ix - 5][:, ::-1, :]
             ix += 1
     return crops

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_open"]
+__all__ = ["atomic_open", "atomic_write"]
 
 
 def _target_mode(path: str) -> int:
@@ -90,6 +90,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     elif not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"atomic_write: data must be bytes or str, not {type(data).__name__}")
+        raise TypeError(
+            f"atomic_write: data must be bytes or str, not {type(data).__name__}")
     with atomic_open(path, "wb") as fh:
         fh.write(data)

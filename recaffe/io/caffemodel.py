@@ -17,12 +17,12 @@ from recaffe.io.atomic import atomic_write
 from recaffe.proto import caffe_pb2
 
 __all__ = [
+    "HDF5_SIGNATURE",
+    "array_to_blobproto",
+    "blobproto_to_array",
+    "is_hdf5",
     "read_net_param_binary",
     "write_net_param_binary",
-    "blobproto_to_array",
-    "array_to_blobproto",
-    "is_hdf5",
-    "HDF5_SIGNATURE",
 ]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -145,7 +145,9 @@ def _blob_shape(blob: caffe_pb2.BlobProto) -> tuple[int, ...]:
     return tuple(int(d) for d in blob.shape.dim)
 
 
-def blobproto_to_array(blob: caffe_pb2.BlobProto, return_diff: bool = False) -> np.ndarray:
+def blobproto_to_array(
+    blob: caffe_pb2.BlobProto, return_diff: bool = False
+) -> np.ndarray:
     """Array of a ``BlobProto``'s data (or diff with ``return_diff=True``).
 
     The shape is the legacy ``(num, channels, height, width)`` when any of
@@ -206,7 +208,8 @@ def array_to_blobproto(arr, diff=None) -> caffe_pb2.BlobProto:
         diff = np.asarray(diff)
         if diff.size != arr.size:
             raise ValueError(
-                f"array_to_blobproto: diff has {diff.size} elements, data has {arr.size}"
+                f"array_to_blobproto: diff has {diff.size} elements, "
+                f"data has {arr.size}"
             )
         payload += _packed_floats(_TAG_DIFF, diff)
     if payload:

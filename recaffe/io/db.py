@@ -16,7 +16,7 @@ import os
 
 from recaffe.errors import DataError
 
-__all__ = ["open_db", "DBCursor", "LMDBWriter", "import_lmdb", "LMDB", "LEVELDB"]
+__all__ = ["LEVELDB", "LMDB", "DBCursor", "LMDBWriter", "import_lmdb", "open_db"]
 
 LEVELDB = 0
 LMDB = 1
@@ -62,7 +62,7 @@ class DBCursor:
         self.close()
 
     def __del__(self):
-        try:
+        try:  # noqa: SIM105 - no contextlib lookup in __del__ at shutdown
             self.close()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass

@@ -23,10 +23,10 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from recaffe.errors import PrototxtError
-from recaffe.proto.text import message_to_text
 from recaffe.io.atomic import atomic_write
+from recaffe.proto.text import message_to_text
 
-__all__ = ["read_prototxt", "parse_prototxt", "write_prototxt", "to_text"]
+__all__ = ["parse_prototxt", "read_prototxt", "to_text", "write_prototxt"]
 
 M = TypeVar("M", bound=Message)
 
@@ -118,7 +118,8 @@ def _make_error(
     filename: str, what: str, line: int | None = None, column: int | None = None
 ) -> PrototxtError:
     if line is not None:
-        loc = f"{filename}:{line}:{column}" if column is not None else f"{filename}:{line}"
+        loc = (f"{filename}:{line}:{column}" if column is not None
+               else f"{filename}:{line}")
     else:
         loc = filename
     err = PrototxtError(f"{loc}: {what}")

@@ -30,11 +30,11 @@ from recaffe.errors import PrototxtError
 from recaffe.proto import caffe_pb2
 
 __all__ = [
+    "SOLVER_TYPE_NAMES",
+    "V1_LAYER_TYPE_NAMES",
+    "net_needs_upgrade",
     "upgrade_net_param",
     "upgrade_solver_param",
-    "net_needs_upgrade",
-    "V1_LAYER_TYPE_NAMES",
-    "SOLVER_TYPE_NAMES",
 ]
 
 logger = logging.getLogger("recaffe.io.upgrade")
@@ -145,7 +145,7 @@ def _net_needs_v0_upgrade(net_param) -> bool:
 def _fold_v0_padding_layers(net_param) -> None:
     """Remove V0 ``padding`` layers, moving their pad into the consumer."""
     old_layers = list(net_param.layers)
-    last_producer: dict[str, int] = {name: -1 for name in net_param.input}
+    last_producer: dict[str, int] = dict.fromkeys(net_param.input, -1)
     kept = []
     for i, conn in enumerate(old_layers):
         v0 = conn.layer
@@ -160,10 +160,12 @@ def _fold_v0_padding_layers(net_param) -> None:
             if source.layer.type == "padding":
                 if v0.type not in ("conv", "pool"):
                     raise PrototxtError(
-                        f"V0 net upgrade: padding layer feeds layer '{v0.name}' of type "
-                        f"'{v0.type}'; only conv and pool layers can absorb padding"
+                        f"V0 net upgrade: padding layer feeds layer '{v0.name}' "
+                        f"of type '{v0.type}'; only conv and pool layers can "
+                        "absorb padding"
                     )
-                if len(conn.bottom) != 1 or len(source.bottom) != 1 or len(source.top) != 1:
+                if (len(conn.bottom) != 1 or len(source.bottom) != 1
+                        or len(source.top) != 1):
                     raise PrototxtError(
                         "V0 net upgrade: padding layers and their consumers must have "
                         "exactly one input and one output"
@@ -198,7 +200,8 @@ def _upgrade_v0_layer(conn, out) -> bool:
     def unsupported(field: str) -> None:
         nonlocal ok
         ok = False
-        logger.error("%s: field '%s' is not supported for this type; dropped", label, field)
+        logger.error("%s: field '%s' is not supported for this type; dropped",
+                     label, field)
 
     if v0.HasField("name"):
         out.name = v0.name
@@ -227,7 +230,8 @@ def _upgrade_v0_layer(conn, out) -> bool:
     for filler in ("weight_filler", "bias_filler"):
         if v0.HasField(filler):
             if t in conv_like:
-                getattr(getattr(out, conv_like[t]), filler).CopyFrom(getattr(v0, filler))
+                target = getattr(out, conv_like[t])
+                getattr(target, filler).CopyFrom(getattr(v0, filler))
             else:
                 unsupported(filler)
     for v0_name, conv_name, pool_name in (
@@ -573,7 +577,8 @@ def upgrade_solver_param(
     if solver_param.HasField("solver_type"):
         new_type = SOLVER_TYPE_NAMES.get(solver_param.solver_type)
         if new_type is None:  # pragma: no cover - enum is closed
-            raise PrototxtError(f"{where}: unknown solver_type {solver_param.solver_type}")
+            raise PrototxtError(
+                f"{where}: unknown solver_type {solver_param.solver_type}")
         if solver_param.HasField("type") and solver_param.type != new_type:
             raise PrototxtError(
                 f"{where}: both the deprecated 'solver_type' "
@@ -592,7 +597,8 @@ def upgrade_solver_param(
             changed = True
         elif os.path.isdir(solver_param.snapshot_prefix):
             stem = os.path.splitext(os.path.basename(path))[0]
-            solver_param.snapshot_prefix = os.path.join(solver_param.snapshot_prefix, stem)
+            solver_param.snapshot_prefix = os.path.join(
+                solver_param.snapshot_prefix, stem)
             logger.info("snapshot_prefix is a directory and is replaced to %s",
                         solver_param.snapshot_prefix)
             changed = True

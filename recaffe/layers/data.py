@@ -127,7 +127,7 @@ class DataLayer(Layer):
             self._cursor = None
 
     def __del__(self):
-        try:
+        try:  # noqa: SIM105 - no contextlib lookup in __del__ at shutdown
             self.close()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass

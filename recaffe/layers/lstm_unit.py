@@ -122,7 +122,8 @@ class LSTMUnitLayer(Layer):
             dc_prev = bottom[0].diff[0] if propagate_down[0] else xp.empty_like(c_prev)
             dx = bottom[1].diff[0] if propagate_down[1] else xp.empty_like(x)
         if cuda_kernels.enabled(xp) and cuda_kernels.usable(
-                xp, x, c_prev, cont, top[0].data, top[0].diff, top[1].diff, dc_prev, dx):
+                xp, x, c_prev, cont, top[0].data, top[0].diff, top[1].diff, dc_prev,
+                dx):
             # one CUDA kernel for the gradients
             cuda_kernels.lstm_unit_backward(
                 x, c_prev, cont, top[0].data[0], top[0].diff[0], top[1].diff[0],

@@ -42,10 +42,7 @@ FLT_MAX = float(np.finfo(np.float32).max)
 def pooled_size(size: int, kernel: int, pad: int, stride: int, ceil_mode: bool) -> int:
     """Caffe's pooled extent, including the "last window inside" correction."""
     span = size + 2 * pad - kernel
-    if ceil_mode:
-        out = -(-span // stride) + 1
-    else:
-        out = span // stride + 1
+    out = -(-span // stride) + 1 if ceil_mode else span // stride + 1
     if pad and (out - 1) * stride >= size + pad:
         out -= 1
     return out
@@ -158,7 +155,7 @@ class PoolingLayer(Layer):
     def _build(self, shape, kernel, pooled, dtype):
         """Per-shape index tables: the window plan, divisors, empty windows."""
         xp = self.xp
-        n, c, h, w = shape
+        _, _, h, w = shape
         self.kernel_now = kernel
         self.pooled = pooled
         fill = -np.inf if self.method == PP.MAX else 0.0

@@ -81,7 +81,8 @@ class PythonLayer(Layer):
         pp = layer_param.python_param
         module = _import_user_module(layer_param)
         if not pp.layer:
-            raise LayerSetupError(f"{_where(layer_param)}: python_param.layer is not set")
+            raise LayerSetupError(
+                f"{_where(layer_param)}: python_param.layer is not set")
         user_cls = getattr(module, pp.layer, None)
         if user_cls is None:
             raise LayerSetupError(

@@ -60,7 +60,8 @@ class Cell:
 
     def __init__(self, H: int, name: str = "", weight_filler=None, bias_filler=None):
         if int(H) < 1:
-            raise NetError(f"{type(self).__name__}: H (num_output) must be >= 1, got {H}")
+            raise NetError(
+                f"{type(self).__name__}: H (num_output) must be >= 1, got {H}")
         self.H = int(H)
         self.name = name
         self.weight_filler = (dict(DEFAULT_WEIGHT_FILLER) if weight_filler is None
@@ -112,9 +113,9 @@ class Cell:
                                "batch size) for zero initial states, or states=")
             states = [(1, int(N), self.H)] * len(self.state_names)
         if len(states) != len(self.state_names):
-            raise NetError(f"{type(self).__name__} '{self.name}': {len(self.state_names)} "
-                           f"initial states {list(self.state_names)} needed, got "
-                           f"{len(states)}")
+            raise NetError(f"{type(self).__name__} '{self.name}': "
+                           f"{len(self.state_names)} initial states "
+                           f"{list(self.state_names)} needed, got {len(states)}")
         if cont is None and self.pass_cont:
             if N is None:
                 raise NetError(f"{type(self).__name__} '{self.name}': without cont, "
@@ -125,10 +126,10 @@ class Cell:
         xt = self.input_transform(x)
         return unroll(self.step, xt, T, states=list(states),
                       input_names=[self.blob_names[0] + "_x"],
-                      state_names=list(self.state_names), output_names=[self.output_name],
-                      name=self.name, cont=cont, cont_states=list(self.cont_states),
-                      pass_cont=self.pass_cont, reverse=reverse, return_last=return_last,
-                      ns=ns)
+                      state_names=list(self.state_names),
+                      output_names=[self.output_name], name=self.name, cont=cont,
+                      cont_states=list(self.cont_states), pass_cont=self.pass_cont,
+                      reverse=reverse, return_last=return_last, ns=ns)
 
     # -- weights in Caffe's layer blob order -----------------------------------------
     def caffe_blobs(self, net) -> list:
@@ -143,10 +144,10 @@ class Cell:
             raise NetError(f"{type(self).__name__} '{self.name}': expected "
                            f"{len(self.blob_names)} blobs {list(self.blob_names)}, got "
                            f"{len(arrays)}")
-        for b, arr in zip(self.blob_names, arrays):
+        for b, arr in zip(self.blob_names, arrays, strict=True):
             blob = find_param(net, self.pname(b))
             data = getattr(arr, "data", arr)
             if tuple(data.shape) != tuple(blob.shape):
-                raise NetError(f"{type(self).__name__} '{self.name}': blob {b} has shape "
-                               f"{tuple(blob.shape)}, got {tuple(data.shape)}")
+                raise NetError(f"{type(self).__name__} '{self.name}': blob {b} has "
+                               f"shape {tuple(blob.shape)}, got {tuple(data.shape)}")
             blob.data[...] = data

@@ -55,8 +55,8 @@ def sequence_cont(lengths, T: int, N: int, dtype=np.float32,
                 raise DataError(f"sequence_cont: stream {n} sequence {k} has length "
                                 f"{length}; lengths must be >= 1")
             if t + length > T:
-                raise DataError(f"sequence_cont: stream {n} holds {sum(map(int, lens))} "
-                                f"steps, more than T={T}")
+                raise DataError(f"sequence_cont: stream {n} holds "
+                                f"{sum(map(int, lens))} steps, more than T={T}")
             cont[t:t + length, n] = 1
             if not (k == 0 and continued[n]):
                 cont[t, n] = 0

@@ -83,8 +83,9 @@ class NamedFunction(Function):
 
     def __init__(self, type_name: str, inputs, params: dict, top_names=()):
         super().__init__(type_name, inputs, params)
-        self.fixed_top_names = {top: nm for top, nm in zip(self.tops, top_names)
-                                if nm}
+        # top_names may be shorter than the tops (or empty: no fixed names)
+        self.fixed_top_names = {
+            top: nm for top, nm in zip(self.tops, top_names, strict=False) if nm}
 
     def _top_name(self, top, names, autonames):
         name = names.get(top)
@@ -131,7 +132,7 @@ def name_tops(tops, *names: str):
     seq = [tops] if isinstance(tops, Top) else list(tops)
     if len(seq) != len(names):
         raise NetError(f"name_tops: {len(seq)} tops, {len(names)} names")
-    for top, nm in zip(seq, names):
+    for top, nm in zip(seq, names, strict=True):
         _STEP_TOP_NAMES[top] = nm
     return tops
 
@@ -505,7 +506,7 @@ def unroll(
 
     # slices of the time-varying inputs
     slices: list[list[Top]] = []
-    for nm, val in zip(in_names, in_vals):
+    for nm, val in zip(in_names, in_vals, strict=True):
         if isinstance(val, Sequence) or (isinstance(val, list) and val
                                          and isinstance(val[0], Top)):
             if len(val) != T:
@@ -520,7 +521,7 @@ def unroll(
                            f"{type(val).__name__}")
     # initial states
     init: list[Top] = []
-    for nm, val in zip(st_names, st_vals):
+    for nm, val in zip(st_names, st_vals, strict=True):
         if isinstance(val, Top):
             init.append(val)
         elif isinstance(val, (tuple, list)) and all(isinstance(d, int) for d in val):
@@ -546,7 +547,7 @@ def unroll(
             nm = top_name(top)
             if nm is not None and top.fn.type_name == "Slice":
                 _assign(ns, nm, top)
-    for top, val in zip(init, st_vals):
+    for top, val in zip(init, st_vals, strict=True):
         if top is not val:
             _assign(ns, top_name(top), top)
     if cont is not None:
@@ -560,8 +561,8 @@ def unroll(
     c_ph = _placeholder() if pass_cont else None
     kw = {"cont": c_ph} if pass_cont else {}
     if dict_form:
-        kw.update(zip(in_names, x_ph))
-        kw.update(zip(st_names, s_ph))
+        kw.update(zip(in_names, x_ph, strict=True))
+        kw.update(zip(st_names, s_ph, strict=True))
         result = step(**kw)
     else:
         result = step(*x_ph, *s_ph, **kw)
@@ -586,7 +587,8 @@ def unroll(
     holders = set(x_ph) | set(s_ph) | ({c_ph} if c_ph is not None else set())
     order = _template(outs + new_states, holders)
     keyed: dict[Top, str] = {}
-    for key, top in list(zip(st_names, new_states)) + list(zip(out_names, outs)):
+    for key, top in itertools.chain(zip(st_names, new_states, strict=True),
+                                    zip(out_names, outs, strict=True)):
         keyed.setdefault(top, key)
     bases = _base_names(order, keyed)
 
@@ -604,8 +606,9 @@ def unroll(
                 cur[j] = named_layer("Scale", cur[j], cont_steps[t - 1], name=cname,
                                      axis=0)
                 _assign(ns, cname, cur[j])
-        mapping: dict[Top, Top] = dict(zip(x_ph, (s[t - 1] for s in slices)))
-        mapping.update(zip(s_ph, cur))
+        mapping: dict[Top, Top] = dict(
+            zip(x_ph, (s[t - 1] for s in slices), strict=True))
+        mapping.update(zip(s_ph, cur, strict=True))
         if c_ph is not None:
             mapping[c_ph] = cont_steps[t - 1]
         for fn in order:
@@ -626,17 +629,19 @@ def unroll(
             new_inputs = [mapping.get(i, i) for i in fn.inputs]
             clone = NamedFunction(fn.type_name, new_inputs, params,
                                   () if fn.in_place else tnames)
-            for old, new in zip(fn.tops, clone.tops):
+            for old, new in zip(fn.tops, clone.tops, strict=True):
                 mapping[old] = new
             if not fn.in_place:
-                for nm, top in zip(tnames, clone.tops):
+                for nm, top in zip(tnames, clone.tops, strict=True):
                     _assign(ns, nm, top)
         out_steps[t] = [mapping.get(o, o) for o in outs]
         state = [mapping.get(s, s) for s in new_states]
         st_steps[t] = list(state)
 
-    seqs = [Sequence(out_steps[t][k] for t in range(1, T + 1)) for k in range(len(outs))]
-    st_seqs = [Sequence(st_steps[t][k] for t in range(1, T + 1)) for k in range(n_states)]
+    seqs = [Sequence(out_steps[t][k] for t in range(1, T + 1))
+            for k in range(len(outs))]
+    st_seqs = [Sequence(st_steps[t][k] for t in range(1, T + 1))
+               for k in range(n_states)]
     if return_last:
         last = T if not reverse else 1
         final_outs: list = [s[last - 1] for s in seqs]
@@ -645,7 +650,7 @@ def unroll(
     else:
         cat_axis = axis if concat_axis is None else concat_axis
         final_outs = []
-        for nm, seq in zip(out_names, seqs):
+        for nm, seq in zip(out_names, seqs, strict=True):
             top = named_layer("Concat", *seq, name=f"{prefix}{nm}",
                               concat_param=dict(axis=cat_axis))
             _assign(ns, f"{prefix}{nm}", top)

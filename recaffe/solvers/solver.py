@@ -156,7 +156,8 @@ class Solver:
             raise SolverError("Both net_param and net_file may not be specified.")
         n_specific = len(p.test_net_param) + len(p.test_net)
         n_iter = len(p.test_iter)
-        if generic and n_iter < n_specific or not generic and n_iter != n_specific:
+        if ((generic and n_iter < n_specific)
+                or (not generic and n_iter != n_specific)):
             raise SolverError(
                 f"test_iter must be specified for each test network: {n_iter} "
                 f"test_iter value(s) for {n_specific} test net(s)"
@@ -339,7 +340,8 @@ class Solver:
             tops = net.top_ids[i]
             if backend.all_finite(net.blob_list[t].data for t in tops):
                 continue
-            tid = next(t for t in tops if not backend.all_finite([net.blob_list[t].data]))
+            tid = next(t for t in tops
+                       if not backend.all_finite([net.blob_list[t].data]))
             where = (f"layer '{net.layer_names[i]}' ({layer.type}), top "
                      f"'{net.blob_names[tid]}' data")
             break

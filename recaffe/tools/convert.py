@@ -31,9 +31,9 @@ from recaffe.proto import caffe_pb2
 
 __all__ = [
     "arrays_to_lmdb",
-    "hdf5_to_lmdb",
-    "folder_to_lmdb",
     "compute_image_mean",
+    "folder_to_lmdb",
+    "hdf5_to_lmdb",
     "main",
     "main_mean",
 ]

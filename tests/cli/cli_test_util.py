@@ -13,7 +13,7 @@ REPO = HERE.parents[1]
 if str(SOLVER_TESTS) not in sys.path:
     sys.path.insert(0, str(SOLVER_TESTS))
 
-from solver_test_util import net_text
+from solver_test_util import net_text  # noqa: E402 - needs SOLVER_TESTS on sys.path
 
 SOLVER = """net: "net.prototxt"
 base_lr: 0.1

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conformance_data import find_conformance_root
 
 import recaffe
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
-from conformance_data import find_conformance_root
 
 RTOL, ATOL = 1e-4, 1e-5
 

@@ -12,11 +12,11 @@ import pathlib
 import sys
 
 import pytest
+from conformance_data import find_conformance_root
 from google.protobuf import text_format
 
 import recaffe
 from recaffe.proto import caffe_pb2
-from conformance_data import find_conformance_root
 
 _ROOT = find_conformance_root() or pathlib.Path("missing-conformance-data")
 NETSPEC_DIR = _ROOT / "netspec"

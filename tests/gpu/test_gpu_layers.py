@@ -176,10 +176,10 @@ def test_layer_cases_match_cpu(dev, cls):
         dev.gpu()
         try:
             device.to_current_device([layer, bottom, top])
-            check_gradient(layer, bottom, top, case.check_bottom, stepsize=case.stepsize,
-                           threshold=case.threshold, kink=case.kink,
-                           kink_range=case.kink_range, top_mask=case.top_mask,
-                           setup=False)
+            check_gradient(layer, bottom, top, case.check_bottom,
+                           stepsize=case.stepsize, threshold=case.threshold,
+                           kink=case.kink, kink_range=case.kink_range,
+                           top_mask=case.top_mask, setup=False)
         finally:
             dev.cpu()
 
@@ -210,9 +210,11 @@ layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h"
 layer {{ name: "relu" type: "ReLU" bottom: "h" top: "h" }}
 {drop}
 layer {{ name: "ip2" type: "InnerProduct" bottom: "h" top: "y"
-  inner_product_param {{ num_output: 3 weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
+  inner_product_param {{ num_output: 3
+    weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "y" bottom: "t" top: "loss" }}
-layer {{ name: "acc" type: "Accuracy" bottom: "y" bottom: "t" top: "acc" include {{ phase: TEST }} }}
+layer {{ name: "acc" type: "Accuracy" bottom: "y" bottom: "t" top: "acc"
+  include {{ phase: TEST }} }}
 """
 
 
@@ -223,25 +225,31 @@ layer {{ name: "in" type: "Input" top: "ids" top: "cont" top: "target"
   input_param {{ shape {{ dim: {t} dim: {n} }} shape {{ dim: {t} dim: {n} }}
                  shape {{ dim: {t} dim: {n} }} }} }}
 layer {{ name: "emb" type: "Embed" bottom: "ids" top: "e"
-  embed_param {{ num_output: 6 input_dim: {vocab} weight_filler {{ type: "uniform" min: -0.5 max: 0.5 }} }} }}
+  embed_param {{ num_output: 6 input_dim: {vocab}
+    weight_filler {{ type: "uniform" min: -0.5 max: 0.5 }} }} }}
 layer {{ name: "lstm" type: "LSTM" bottom: "e" bottom: "cont" top: "h"
-  recurrent_param {{ num_output: {hidden} weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
+  recurrent_param {{ num_output: {hidden}
+    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
 layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logits"
   param {{ name: "shared_w" }}
-  inner_product_param {{ num_output: {vocab} axis: 2 weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target" top: "loss"
-  softmax_param {{ axis: 2 }} }}
+  inner_product_param {{ num_output: {vocab} axis: 2
+    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target"
+  top: "loss" softmax_param {{ axis: 2 }} }}
 """
 
 
-def _solver_param(net_text: str, kind: str, prefix: str = "") -> caffe_pb2.SolverParameter:
+def _solver_param(
+    net_text: str, kind: str, prefix: str = ""
+) -> caffe_pb2.SolverParameter:
     p = caffe_pb2.SolverParameter()
     extra = {"SGD": "momentum: 0.9 weight_decay: 0.001", "Adam": "momentum: 0.9 "
              "momentum2: 0.999", "RMSProp": "rms_decay: 0.9", "AdaGrad": "",
              "Nesterov": "momentum: 0.9", "AdaDelta": "momentum: 0.95"}[kind]
     from google.protobuf import text_format
 
-    text_format.Merge(f'type: "{kind}" base_lr: 0.05 lr_policy: "fixed" max_iter: 100 '
+    text_format.Merge(f'type: "{kind}" base_lr: 0.05 lr_policy: "fixed" '
+                      'max_iter: 100 '
                       f'random_seed: 5 display: 0 {extra} '
                       + (f'snapshot_prefix: "{prefix}"' if prefix else ""), p)
     p.net_param.CopyFrom(parse_prototxt(net_text, caffe_pb2.NetParameter))
@@ -255,7 +263,8 @@ def _weights(solver):
 def _fill_lstm_inputs(net, seed=3, vocab=7):
     r = np.random.default_rng(seed)
     t, n = net.blobs["ids"].shape
-    backend.copy_into(net.blobs["ids"].data, r.integers(0, vocab, (t, n)).astype(np.float32))
+    backend.copy_into(net.blobs["ids"].data,
+                      r.integers(0, vocab, (t, n)).astype(np.float32))
     cont = np.ones((t, n), np.float32)
     cont[0] = 0
     backend.copy_into(net.blobs["cont"].data, cont)

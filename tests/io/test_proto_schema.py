@@ -388,7 +388,8 @@ def test_field_spot_check(message, name, number, label, ftype, default):
     else:
         assert f.has_default_value, f"{message}.{name} must declare a default"
         if ftype in (FD.TYPE_FLOAT,):
-            assert f.default_value == pytest.approx(float(np.float32(default)), rel=1e-7)
+            assert f.default_value == pytest.approx(float(np.float32(default)),
+                                                    rel=1e-7)
         else:
             assert f.default_value == default
 

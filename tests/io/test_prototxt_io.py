@@ -41,7 +41,7 @@ def test_golden_lenet_content():
     net = read_prototxt(os.path.join(GOLDEN, "lenet_train_test.prototxt"),
                         caffe_pb2.NetParameter)
     assert net.name == "LeNet"
-    assert [l.name for l in net.layer] == [
+    assert [lp.name for lp in net.layer] == [
         "mnist", "mnist", "conv1", "pool1", "conv2", "pool2", "ip1", "relu1", "ip2",
         "accuracy", "loss"]
     assert net.layer[0].include[0].phase == caffe_pb2.TRAIN
@@ -56,7 +56,7 @@ def test_golden_lenet_content():
 def test_golden_lstm_content():
     net = read_prototxt(os.path.join(GOLDEN, "lstm_lrcn_style.prototxt"),
                         caffe_pb2.NetParameter)
-    by_name = {l.name: l for l in net.layer if l.name != "data"}
+    by_name = {lp.name: lp for lp in net.layer if lp.name != "data"}
     lstm = by_name["lstm1"]
     assert lstm.type == "LSTM"
     assert list(lstm.bottom) == ["embedded_input_sentence", "cont_sentence"]
@@ -156,7 +156,7 @@ def test_duplicate_singular_field_is_an_error():
 
 
 def test_missing_required_field_is_an_error():
-    with pytest.raises(PrototxtError, match="clip_param.max"):
+    with pytest.raises(PrototxtError, match=r"clip_param\.max"):
         parse_prototxt("layer { clip_param { min: 0 } }", caffe_pb2.NetParameter)
 
 
@@ -223,7 +223,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     target = tmp_path / "f.bin"
     atomic_write(target, b"abc")
     atomic_write(target, "déf")
-    assert target.read_bytes() == "déf".encode("utf-8")
+    assert target.read_bytes() == "déf".encode()
     assert sorted(os.listdir(tmp_path)) == ["f.bin"]
 
 
@@ -242,10 +242,9 @@ def test_atomic_open_exception_keeps_old_content(tmp_path):
     class Boom(Exception):
         pass
 
-    with pytest.raises(Boom):
-        with atomic_open(target, "w") as fh:
-            fh.write("new, partial")
-            raise Boom
+    with pytest.raises(Boom), atomic_open(target, "w") as fh:
+        fh.write("new, partial")
+        raise Boom
     assert target.read_text() == "old"
     assert _leftovers(tmp_path) == []
     assert sorted(os.listdir(tmp_path)) == ["f.txt"]
@@ -258,6 +257,5 @@ def test_atomic_open_text_and_binary(tmp_path):
         fh.write(b"\x00\x01")
     assert (tmp_path / "t.txt").read_text() == "line\n"
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
-    with pytest.raises(ValueError):
-        with atomic_open(tmp_path / "r", "r"):
-            pass
+    with pytest.raises(ValueError), atomic_open(tmp_path / "r", "r"):
+        pass

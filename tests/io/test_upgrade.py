@@ -104,7 +104,8 @@ def test_v1_type_map_is_complete():
     assert V1_LAYER_TYPE_NAMES[v1.SOFTMAX_LOSS] == "SoftmaxWithLoss"
     assert V1_LAYER_TYPE_NAMES[v1.TANH] == "TanH"
     assert V1_LAYER_TYPE_NAMES[v1.IM2COL] == "Im2col"
-    assert V1_LAYER_TYPE_NAMES[v1.SIGMOID_CROSS_ENTROPY_LOSS] == "SigmoidCrossEntropyLoss"
+    assert (V1_LAYER_TYPE_NAMES[v1.SIGMOID_CROSS_ENTROPY_LOSS]
+            == "SigmoidCrossEntropyLoss")
     assert V1_LAYER_TYPE_NAMES[v1.ABSVAL] == "AbsVal"
 
 
@@ -121,12 +122,14 @@ def test_v1_every_param_field_is_copied():
 
 
 def test_golden_v1_lenet_upgrades_like_current_lenet():
-    v1 = read_prototxt(os.path.join(GOLDEN, "v1_lenet.prototxt"), caffe_pb2.NetParameter)
+    v1 = read_prototxt(os.path.join(GOLDEN, "v1_lenet.prototxt"),
+                       caffe_pb2.NetParameter)
     cur = read_prototxt(os.path.join(GOLDEN, "lenet_train_test.prototxt"),
                         caffe_pb2.NetParameter)
     assert upgrade_net_param(v1)
-    assert [(l.name, l.type) for l in v1.layer] == [(l.name, l.type) for l in cur.layer]
-    for a, b in zip(v1.layer, cur.layer):
+    assert ([(lp.name, lp.type) for lp in v1.layer]
+            == [(lp.name, lp.type) for lp in cur.layer])
+    for a, b in zip(v1.layer, cur.layer, strict=True):
         assert list(a.bottom) == list(b.bottom) and list(a.top) == list(b.top)
         assert [p.lr_mult for p in a.param] == [p.lr_mult for p in b.param]
     # Legacy data_param.scale moved into transform_param.
@@ -188,15 +191,16 @@ def test_v0_net_upgrade_with_padding_layer():
     """)
     assert upgrade_net_param(net)
     assert len(net.layers) == 0
-    names = [l.name for l in net.layer]
+    names = [lp.name for lp in net.layer]
     assert names == ["input", "conv1", "pool1", "drop", "fc", "loss"]
-    types = [l.type for l in net.layer]
+    types = [lp.type for lp in net.layer]
     assert types == ["Input", "Convolution", "Pooling", "Dropout", "InnerProduct",
                      "SoftmaxWithLoss"]
     conv = net.layer[1]
     assert list(conv.bottom) == ["data"]  # padding layer folded away
     cp = conv.convolution_param
-    assert list(cp.pad) == [2] and list(cp.kernel_size) == [3] and list(cp.stride) == [1]
+    assert list(cp.pad) == [2] and list(cp.kernel_size) == [3]
+    assert list(cp.stride) == [1]
     assert cp.num_output == 4 and cp.bias_term is False
     assert cp.weight_filler.type == "gaussian"
     assert [p.lr_mult for p in conv.param] == [1, 2]
@@ -260,7 +264,7 @@ def test_input_without_shape_is_dropped():
     net = _net('input: "a" layer { name: "s" type: "Silence" bottom: "a" }')
     assert upgrade_net_param(net)
     assert len(net.input) == 0
-    assert [l.name for l in net.layer] == ["s"]
+    assert [lp.name for lp in net.layer] == ["s"]
 
 
 def test_bad_input_dim_count():

@@ -41,12 +41,13 @@ def conv_reference(x, w, b, pad, stride, dil, group):
     co = w.shape[0]
     xpad = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pad])
     out = tuple((i + 2 * p - (d * (kk - 1) + 1)) // s + 1
-                for i, p, d, kk, s in zip(x.shape[2:], pad, dil, k, stride))
+                for i, p, d, kk, s in zip(x.shape[2:], pad, dil, k, stride,
+                                          strict=True))
     y = np.zeros((n, co) + out)
     cg, og = c // group, co // group
     for pos in itertools.product(*(range(o) for o in out)):
         sl = tuple(slice(q * s, q * s + d * (kk - 1) + 1, d)
-                   for q, s, d, kk in zip(pos, stride, dil, k))
+                   for q, s, d, kk in zip(pos, stride, dil, k, strict=True))
         for g in range(group):
             patch = xpad[(slice(None), slice(g * cg, (g + 1) * cg)) + sl]
             wg = w[g * og:(g + 1) * og]
@@ -86,7 +87,7 @@ class TestConvolution(LayerTestCase):
         for x in bottoms:
             batch = x.shape[:ca]
             xf = x.reshape((-1,) + x.shape[ca:])
-            kernel, pad, stride, dil = geometry(p, xf.ndim - 2)
+            _, pad, stride, dil = geometry(p, xf.ndim - 2)
             y = conv_reference(xf, w, b, pad, stride, dil, p.group)
             outs.append(y.reshape(batch + y.shape[1:]))
         return outs
@@ -113,7 +114,7 @@ def test_chunked_batch_matches(monkeypatch):
         results.append((top[0].data.copy(), bottom[0].diff.copy(),
                         layer.blobs[0].diff.copy(), layer.blobs[1].diff.copy()))
     assert layer.chunk == 1
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 

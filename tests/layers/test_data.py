@@ -184,7 +184,7 @@ def test_errors(dbs, tmp_path):
     with pytest.raises(LayerSetupError, match="at the same time"):
         run(text(dbs["u8"], 1, f'transform_param {{ mean_file: "{dbs["mean"]}" '
                                 'mean_value: 1 }'))
-    with pytest.raises(DataError, match="missing.binaryproto"):
+    with pytest.raises(DataError, match=r"missing\.binaryproto"):
         run(text(dbs["u8"], 1, 'transform_param { mean_file: "missing.binaryproto" }'))
 
 

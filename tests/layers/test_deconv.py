@@ -26,17 +26,17 @@ def deconv_reference(x, w, b, kernel, pad, stride, dil, group):
     n, ci = x.shape[:2]
     co = w.shape[1] * group
     full = tuple(s * (i - 1) + d * (k - 1) + 1
-                 for i, s, d, k in zip(x.shape[2:], stride, dil, kernel))
+                 for i, s, d, k in zip(x.shape[2:], stride, dil, kernel, strict=True))
     y = np.zeros((n, co) + full)
     cig, cog = ci // group, co // group
     for pos in itertools.product(*(range(i) for i in x.shape[2:])):
         sl = tuple(slice(q * s, q * s + d * (k - 1) + 1, d)
-                   for q, s, d, k in zip(pos, stride, dil, kernel))
+                   for q, s, d, k in zip(pos, stride, dil, kernel, strict=True))
         for g in range(group):
             xv = x[(slice(None), slice(g * cig, (g + 1) * cig)) + pos]  # (n, cig)
             contrib = np.tensordot(xv, w[g * cig:(g + 1) * cig], axes=(1, 0))
             y[(slice(None), slice(g * cog, (g + 1) * cog)) + sl] += contrib
-    crop = tuple(slice(p, f - p) for p, f in zip(pad, full))
+    crop = tuple(slice(p, f - p) for p, f in zip(pad, full, strict=True))
     y = y[(slice(None), slice(None)) + crop]
     if b is not None:
         y = y + b.reshape((1, co) + (1,) * len(kernel))

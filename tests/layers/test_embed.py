@@ -54,7 +54,7 @@ def test_shapes_and_weight_gradient_scatter_adds():
 
 def test_no_filler_means_zero():
     text = 'type: "Embed" embed_param { num_output: 2 input_dim: 3 }'
-    layer, bottom, top = _setup(text, [IDS1])
+    layer, _, _ = _setup(text, [IDS1])
     assert np.all(layer.blobs[0].data == 0) and np.all(layer.blobs[1].data == 0)
 
 

@@ -41,7 +41,7 @@ def _setup(text, arrays):
 
 
 def test_shares_data():
-    layer, bottom, top = _setup('type: "Flatten"', [X])
+    _, bottom, top = _setup('type: "Flatten"', [X])
     assert top[0].shares_data_with(bottom[0])
 
 

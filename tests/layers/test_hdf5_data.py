@@ -101,7 +101,7 @@ def test_shuffle_serves_every_row_once_per_pass(h5dir):
     assert sorted(labels) == sorted(np.concatenate([FILE_A["label"], FILE_B["label"]]))
     # rows stay paired with their labels
     everything = rows([FILE_A, FILE_B], [0, 1])
-    for lab, d in zip(labels, data):
+    for lab, d in zip(labels, data, strict=True):
         i = int(np.flatnonzero(everything["label"] == lab)[0])
         np.testing.assert_allclose(d, everything["data"][i])
 

@@ -24,13 +24,15 @@ def im2col_reference(x, kernel, pad, stride, dil):
     n, c = x.shape[:2]
     xpad = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pad])
     out = tuple((i + 2 * p - (d * (k - 1) + 1)) // s + 1
-                for i, p, d, k, s in zip(x.shape[2:], pad, dil, kernel, stride))
+                for i, p, d, k, s in zip(x.shape[2:], pad, dil, kernel, stride,
+                                         strict=True))
     taps = list(itertools.product(*(range(k) for k in kernel)))
     y = np.zeros((n, c * len(taps)) + out)
     for ch in range(c):
         for t, tap in enumerate(taps):
             for pos in itertools.product(*(range(o) for o in out)):
-                src = tuple(q * s + k * d for q, s, k, d in zip(pos, stride, tap, dil))
+                src = tuple(q * s + k * d
+                            for q, s, k, d in zip(pos, stride, tap, dil, strict=True))
                 row = ch * len(taps) + t
                 y[(slice(None), row) + pos] = xpad[(slice(None), ch) + src]
     return y

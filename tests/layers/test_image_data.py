@@ -80,7 +80,7 @@ def test_gray_resize_shuffle(images, monkeypatch):
 @needs_pil
 def test_errors(images, tmp_path):
     top = [Blob(()), Blob(())]
-    with pytest.raises(DataError, match="missing.txt"):
+    with pytest.raises(DataError, match=r"missing\.txt"):
         make_layer(text(tmp_path / "missing.txt", 1)).SetUp([], top)
     (tmp_path / "bad.txt").write_text("a.png x\n")
     with pytest.raises(DataError, match=r"bad.txt:1"):

@@ -11,10 +11,12 @@ FILL = 'weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussia
 class TestInnerProduct(LayerTestCase):
     layer_type = "InnerProduct"
     cases = [
-        Case(f'type: "InnerProduct" inner_product_param {{ num_output: 5 {FILL} }}', [X]),
-        Case(f'type: "InnerProduct" inner_product_param {{ num_output: 2 axis: 2 {FILL} }}',
+        Case(f'type: "InnerProduct" inner_product_param {{ num_output: 5 {FILL} }}',
              [X]),
-        Case(f'type: "InnerProduct" inner_product_param {{ num_output: 3 transpose: true '
+        Case('type: "InnerProduct" '
+             f'inner_product_param {{ num_output: 2 axis: 2 {FILL} }}', [X]),
+        Case('type: "InnerProduct" '
+             'inner_product_param { num_output: 3 transpose: true '
              f'bias_term: false {FILL} }}', [X]),
     ]
 

@@ -11,7 +11,7 @@ XW = rng.standard_normal((2, 2, 5, 4))
 
 
 def lrn_reference(x, p):
-    n, c, h, w = x.shape
+    _, c, h, w = x.shape
     size, r = p.local_size, (p.local_size - 1) // 2
     y = np.zeros_like(x)
     if p.norm_region == 0:  # ACROSS_CHANNELS

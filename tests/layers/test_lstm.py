@@ -384,7 +384,7 @@ def test_shape_errors(impl):
               "expose_hidden: true", 1)
     with pytest.raises(ShapeError, match=r"bottom\[2\] 'x_static' must have at least"):
         setup([ux(3, 2), np.zeros((3, 2)), np.zeros(2)])
-    layer, b, top = setup([ux(3, 2), np.zeros((3, 2))])
+    layer, _, top = setup([ux(3, 2), np.zeros((3, 2))])
     with pytest.raises(ShapeError, match="input number of timesteps changed"):
         layer.Forward(make_blobs([ux(2, 2), np.zeros((2, 2))], np.float64), top)
     with pytest.raises(ShapeError, match="features per step"):

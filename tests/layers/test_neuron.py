@@ -67,7 +67,7 @@ def _run(layer_text, x, in_place, gradient, phase=caffe_pb2.TRAIN):
     y = net.blobs[top].data.copy()
     if not gradient:
         return y, None, []
-    for p in net.params["n"] if "n" in net.params else []:
+    for p in net.params.get("n", []):
         p.diff[...] = 0
     net.blobs[top].diff[...] = DY
     net.backward()

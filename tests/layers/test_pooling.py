@@ -206,7 +206,7 @@ def test_stochastic_train_gradient_goes_to_sample():
 
 
 def test_lenet_shape_and_conformance_geometry():
-    layer, _, top = run('type: "Pooling" pooling_param { pool: MAX kernel_size: 2 '
+    _, _, top = run('type: "Pooling" pooling_param { pool: MAX kernel_size: 2 '
                         'stride: 2 }', np.zeros((3, 20, 24, 24)), dtype=np.float32)
     assert top[0].shape == (3, 20, 12, 12)
     _, _, top = run('type: "Pooling" pooling_param { pool: AVE kernel_h: 3 kernel_w: 2 '

@@ -162,7 +162,7 @@ def test_missing_class_is_a_typed_error():
 
 
 def test_non_layer_class_is_a_typed_error():
-    with pytest.raises(LayerSetupError, match="derived from recaffe.Layer"):
+    with pytest.raises(LayerSetupError, match=r"derived from recaffe\.Layer"):
         make_layer(_py("rng"))
 
 
@@ -284,7 +284,8 @@ def test_python_layer_as_loss(tmp_path):
     path = _net_file(tmp_path, f"""name: 'pythonnet'
     input: 'data' input_shape {{ dim: 2 dim: 3 }}
     layer {{ type: 'Python' name: 'p' bottom: 'data' top: 'p' loss_weight: 1
-      python_param {{ module: '{MOD}' layer: 'ScaleByParamLayer' param_str: '2' }} }}""")
+      python_param {{ module: '{MOD}' layer: 'ScaleByParamLayer'
+        param_str: '2' }} }}""")
     net = recaffe.Net(path, recaffe.TRAIN)
     assert net.blob_loss_weights["p"] == 1
     net.blobs["data"].data[...] = 1

@@ -131,7 +131,7 @@ def test_setup_shapes_and_blob_order(impl, static):
 
 
 def test_internal_net_construction():
-    layer, bottom, _ = _layer(rnn_text(), "net", [ux(2, 2), np.zeros((2, 2)),
+    layer, _, _ = _layer(rnn_text(), "net", [ux(2, 2), np.zeros((2, 2)),
                                                   rng.uniform(-1, 1, (2, 4))])
     net = layer.net
     names = net.layer_names
@@ -396,7 +396,7 @@ def test_shape_errors(impl):
     with pytest.raises(LayerSetupError, match="num_output must be > 0"):
         _layer('name: "r" type: "RNN" recurrent_param { num_output: 0 }', impl,
                [ux(3, 2), np.zeros((3, 2))])
-    layer, b, top = setup([ux(3, 2), np.zeros((3, 2))])
+    layer, _, top = setup([ux(3, 2), np.zeros((3, 2))])
     b2 = make_blobs([ux(4, 2), np.zeros((4, 2))], np.float64)
     with pytest.raises(ShapeError, match="input number of timesteps changed"):
         layer.Forward(b2, top)
@@ -429,4 +429,4 @@ def test_param_spec_names_match_internal_net():
     names = [n for n, _, _ in layer.param_specs()]
     net = layer.net
     assert names == [net.param_display_names[i] for i in net.learnable_param_ids]
-    assert caffe_pb2.TEST == net.phase
+    assert net.phase == caffe_pb2.TEST

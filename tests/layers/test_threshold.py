@@ -30,5 +30,5 @@ def test_threshold_backward_raises_only_when_asked():
     layer.SetUp(bottom, top)
     layer.Forward(bottom, top)
     layer.Backward(top, [False], bottom)
-    with pytest.raises(LayerSetupError, match="Threshold layer 'test'.*no gradient"):
+    with pytest.raises(LayerSetupError, match=r"Threshold layer 'test'.*no gradient"):
         layer.Backward(top, [True], bottom)

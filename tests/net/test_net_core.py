@@ -18,12 +18,15 @@ def net_from(text: str, phase=TRAIN, **kw) -> Net:
     return Net(parse_prototxt(text, caffe_pb2.NetParameter), phase, **kw)
 
 
-IP = 'inner_product_param { num_output: %d weight_filler { type: "gaussian" std: 0.3 } ' \
-     'bias_filler { type: "gaussian" std: 0.1 } }'
+IP = (
+    'inner_product_param { num_output: %d weight_filler { type: "gaussian" std: 0.3 } '
+    'bias_filler { type: "gaussian" std: 0.1 } }'
+)
 
 FANOUT = f"""
 name: "fanout"
-layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+layer {{ name: "data" type: "Input" top: "data"
+  input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
 layer {{ name: "a" type: "InnerProduct" bottom: "data" top: "a" {IP % 2} }}
 layer {{ name: "b" type: "InnerProduct" bottom: "data" top: "b" {IP % 2} }}
 layer {{ name: "c" type: "InnerProduct" bottom: "data" top: "c" {IP % 2} }}
@@ -53,13 +56,13 @@ def test_backward_flags_follow_loss():
 
 
 def test_split_backward_sums_diffs():
-    text = f"""
+    text = """
     force_backward: true
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
-    layer {{ name: "p" type: "Power" bottom: "x" top: "p" power_param {{ scale: 2 }} }}
-    layer {{ name: "q" type: "Power" bottom: "x" top: "q" power_param {{ scale: 3 }} }}
-    layer {{ name: "s" type: "Eltwise" bottom: "p" bottom: "q" top: "s" }}
-    layer {{ name: "r" type: "Reduction" bottom: "s" top: "r" loss_weight: 1 }}
+    layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+    layer { name: "p" type: "Power" bottom: "x" top: "p" power_param { scale: 2 } }
+    layer { name: "q" type: "Power" bottom: "x" top: "q" power_param { scale: 3 } }
+    layer { name: "s" type: "Eltwise" bottom: "p" bottom: "q" top: "s" }
+    layer { name: "r" type: "Reduction" bottom: "s" top: "r" loss_weight: 1 }
     """
     net = net_from(text)
     net.blobs["x"].data[...] = 1.0
@@ -113,7 +116,8 @@ def test_shared_gradient_is_sum_of_uses():
 def test_shared_shape_mismatch_is_an_error():
     text = SHARED.replace(IP % 3 + " }\nlayer { name: \"r\"", "X")  # unchanged guard
     bad = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h" param {{ name: "W" }}
       {IP % 3} }}
     layer {{ name: "ip2" type: "InnerProduct" bottom: "h" top: "y" param {{ name: "W" }}
@@ -126,7 +130,8 @@ def test_shared_shape_mismatch_is_an_error():
 
 def test_shared_lr_mult_mismatch():
     bad = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h"
       param {{ name: "W" lr_mult: 1 }} {IP % 3} }}
     layer {{ name: "ip2" type: "InnerProduct" bottom: "h" top: "y"
@@ -138,7 +143,8 @@ def test_shared_lr_mult_mismatch():
 
 def test_sharer_lr_mult_adopted_by_owner():
     text = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h" param {{ name: "W" }}
       {IP % 3} }}
     layer {{ name: "ip2" type: "InnerProduct" bottom: "h" top: "y"
@@ -149,13 +155,13 @@ def test_sharer_lr_mult_adopted_by_owner():
 
 
 def test_permissive_share_mode():
-    text = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 4 }} }} }}
-    layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h" param {{ name: "W" }}
-      inner_product_param {{ num_output: 2 bias_term: false }} }}
-    layer {{ name: "ip2" type: "InnerProduct" bottom: "x" top: "y"
-      param {{ name: "W" share_mode: PERMISSIVE }}
-      inner_product_param {{ num_output: 4 bias_term: false transpose: false }} }}
+    text = """
+    layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 4 } } }
+    layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "h" param { name: "W" }
+      inner_product_param { num_output: 2 bias_term: false } }
+    layer { name: "ip2" type: "InnerProduct" bottom: "x" top: "y"
+      param { name: "W" share_mode: PERMISSIVE }
+      inner_product_param { num_output: 4 bias_term: false transpose: false } }
     """
     with pytest.raises(NetError, match="count mismatch"):
         net_from(text)
@@ -165,7 +171,8 @@ def test_loss_weight_scales_loss_and_diff():
     text = """
     layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
     layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 3 } } }
-    layer { name: "l" type: "EuclideanLoss" bottom: "x" bottom: "t" top: "l" loss_weight: 2.5 }
+    layer { name: "l" type: "EuclideanLoss" bottom: "x" bottom: "t" top: "l"
+      loss_weight: 2.5 }
     """
     net = net_from(text)
     net.blobs["x"].data[...] = 1.0
@@ -199,7 +206,8 @@ def test_errors_name_layer_and_blob():
     with pytest.raises(UnknownLayerTypeError, match="InnerProduct"):
         net_from('layer { name: "ip" type: "InnerProdcut" }')
     too_many = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y" param {{}} param {{}}
       param {{}} {IP % 2} }}
     """
@@ -214,7 +222,8 @@ def test_errors_name_layer_and_blob():
 def test_propagate_down_false_stops_gradient():
     text = f"""
     force_backward: false
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip1" type: "InnerProduct" bottom: "x" top: "h" {IP % 3} }}
     layer {{ name: "ip2" type: "InnerProduct" bottom: "h" top: "y" propagate_down: false
       {IP % 3} }}
@@ -232,7 +241,8 @@ def test_propagate_down_false_stops_gradient():
 
 def test_lr_mult_zero_params_and_force_backward():
     text = f"""
-    layer {{ name: "x" type: "Input" top: "x" input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
+    layer {{ name: "x" type: "Input" top: "x"
+      input_param {{ shape {{ dim: 2 dim: 3 }} }} }}
     layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "y"
       param {{ lr_mult: 0 }} param {{ lr_mult: 0 }} {IP % 3} }}
     layer {{ name: "r" type: "Reduction" bottom: "y" top: "r" loss_weight: 1 }}
@@ -284,8 +294,10 @@ def test_wrong_weights_are_typed_errors(tmp_path):
 
 
 LEVELS = """
-layer { name: "data" type: "DummyData" top: "data" dummy_data_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
-layer { name: "NoLevel" type: "InnerProduct" bottom: "data" top: "NoLevel" inner_product_param { num_output: 1 } }
+layer { name: "data" type: "DummyData" top: "data"
+  dummy_data_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+layer { name: "NoLevel" type: "InnerProduct" bottom: "data" top: "NoLevel"
+  inner_product_param { num_output: 1 } }
 layer { name: "Level0Only" type: "InnerProduct" bottom: "data" top: "Level0Only"
   include { min_level: 0 max_level: 0 } inner_product_param { num_output: 1 } }
 layer { name: "Level1Only" type: "InnerProduct" bottom: "data" top: "Level1Only"
@@ -297,11 +309,16 @@ layer { name: "Level>=1" type: "InnerProduct" bottom: "data" top: "Level>=1"
 """
 
 STAGES = """
-layer { name: "data" type: "DummyData" top: "data" dummy_data_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
-layer { name: "A" type: "InnerProduct" bottom: "data" top: "A" include { stage: "A" } inner_product_param { num_output: 1 } }
-layer { name: "B" type: "InnerProduct" bottom: "data" top: "B" include { stage: "B" } inner_product_param { num_output: 1 } }
-layer { name: "AorB" type: "InnerProduct" bottom: "data" top: "AorB" include { stage: "A" } include { stage: "B" } inner_product_param { num_output: 1 } }
-layer { name: "AandB" type: "InnerProduct" bottom: "data" top: "AandB" include { stage: "A" stage: "B" } inner_product_param { num_output: 1 } }
+layer { name: "data" type: "DummyData" top: "data"
+  dummy_data_param { shape { dim: 1 dim: 1 dim: 10 dim: 10 } } }
+layer { name: "A" type: "InnerProduct" bottom: "data" top: "A"
+  include { stage: "A" } inner_product_param { num_output: 1 } }
+layer { name: "B" type: "InnerProduct" bottom: "data" top: "B"
+  include { stage: "B" } inner_product_param { num_output: 1 } }
+layer { name: "AorB" type: "InnerProduct" bottom: "data" top: "AorB"
+  include { stage: "A" } include { stage: "B" } inner_product_param { num_output: 1 } }
+layer { name: "AandB" type: "InnerProduct" bottom: "data" top: "AandB"
+  include { stage: "A" stage: "B" } inner_product_param { num_output: 1 } }
 """
 
 
@@ -312,7 +329,8 @@ def _blob_names(net):
 def test_levels(tmp_path):
     p = tmp_path / "levels.prototxt"
     p.write_text(LEVELS)
-    assert _blob_names(recaffe.Net(str(p), TEST)) == ["NoLevel", "Level0Only", "Level>=0"]
+    assert _blob_names(recaffe.Net(str(p), TEST)) == [
+        "NoLevel", "Level0Only", "Level>=0"]
     assert _blob_names(recaffe.Net(str(p), TEST, level=1)) == [
         "NoLevel", "Level1Only", "Level>=0", "Level>=1"]
 

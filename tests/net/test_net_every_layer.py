@@ -22,7 +22,8 @@ def _lenet_with_lmdb(tmp_path):
     labels = rng.integers(0, 10, size=130)
     for name in ("train", "test"):
         arrays_to_lmdb(images, labels, str(tmp_path / f"{name}_lmdb"))
-    text = open(os.path.join(GOLDEN, "lenet_train_test.prototxt")).read()
+    with open(os.path.join(GOLDEN, "lenet_train_test.prototxt")) as fh:
+        text = fh.read()
     text = text.replace("examples/mnist/mnist_train_lmdb", str(tmp_path / "train_lmdb"))
     text = text.replace("examples/mnist/mnist_test_lmdb", str(tmp_path / "test_lmdb"))
     path = tmp_path / "lenet.prototxt"
@@ -57,57 +58,78 @@ name: "every_layer"
 force_backward: true
 layer { name: "mem" type: "MemoryData" top: "mem" top: "memlabel"
   memory_data_param { batch_size: 4 channels: 1 height: 2 width: 3 } }
-layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "x" type: "Input" top: "x"
+  input_param { shape { dim: 4 dim: 3 dim: 8 dim: 8 } } }
 layer { name: "ids" type: "DummyData" top: "ids" dummy_data_param {
   shape { dim: 4 dim: 2 } data_filler { type: "constant" value: 3 } } }
-layer { name: "h5" type: "HDF5Data" top: "h5x" top: "h5y" hdf5_data_param { source: "LIST" batch_size: 4 } }
+layer { name: "h5" type: "HDF5Data" top: "h5x" top: "h5y"
+  hdf5_data_param { source: "LIST" batch_size: 4 } }
 layer { name: "conv" type: "Convolution" bottom: "x" top: "conv" convolution_param {
   num_output: 4 kernel_size: 3 pad: 1 group: 1 weight_filler { type: "xavier" } } }
 layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" }
-layer { name: "scale" type: "Scale" bottom: "bn" top: "scale" scale_param { bias_term: true } }
+layer { name: "scale" type: "Scale" bottom: "bn" top: "scale"
+  scale_param { bias_term: true } }
 layer { name: "relu" type: "ReLU" bottom: "scale" top: "scale" }
 layer { name: "lrn" type: "LRN" bottom: "scale" top: "lrn" lrn_param { local_size: 3 } }
-layer { name: "pool" type: "Pooling" bottom: "lrn" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "deconv" type: "Deconvolution" bottom: "pool" top: "deconv" convolution_param {
-  num_output: 2 kernel_size: 2 stride: 2 weight_filler { type: "gaussian" std: 0.1 } } }
-layer { name: "apool" type: "Pooling" bottom: "deconv" top: "apool" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "pool" type: "Pooling" bottom: "lrn" top: "pool"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "deconv" type: "Deconvolution" bottom: "pool" top: "deconv"
+  convolution_param { num_output: 2 kernel_size: 2 stride: 2
+    weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "apool" type: "Pooling" bottom: "deconv" top: "apool"
+  pooling_param { pool: AVE global_pooling: true } }
 layer { name: "flat" type: "Flatten" bottom: "apool" top: "flat" }
 layer { name: "emb" type: "Embed" bottom: "ids" top: "emb" embed_param {
   num_output: 3 input_dim: 5 weight_filler { type: "uniform" min: -1 max: 1 } } }
-layer { name: "embflat" type: "Reshape" bottom: "emb" top: "embflat" reshape_param { shape { dim: 0 dim: -1 } } }
-layer { name: "cat" type: "Concat" bottom: "flat" bottom: "embflat" bottom: "h5x" top: "cat" }
+layer { name: "embflat" type: "Reshape" bottom: "emb" top: "embflat"
+  reshape_param { shape { dim: 0 dim: -1 } } }
+layer { name: "cat" type: "Concat" bottom: "flat" bottom: "embflat" bottom: "h5x"
+  top: "cat" }
 layer { name: "ip" type: "InnerProduct" bottom: "cat" top: "ip" inner_product_param {
-  num_output: 6 weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "constant" value: 0.1 } } }
+  num_output: 6 weight_filler { type: "gaussian" std: 0.3 }
+  bias_filler { type: "constant" value: 0.1 } } }
 layer { name: "prelu" type: "PReLU" bottom: "ip" top: "prelu" }
-layer { name: "sl" type: "Slice" bottom: "prelu" top: "s1" top: "s2" top: "s3" slice_param { slice_point: 2 slice_point: 4 } }
+layer { name: "sl" type: "Slice" bottom: "prelu" top: "s1" top: "s2" top: "s3"
+  slice_param { slice_point: 2 slice_point: 4 } }
 layer { name: "sig" type: "Sigmoid" bottom: "s1" top: "sig" }
 layer { name: "tanh" type: "TanH" bottom: "s2" top: "tanh" }
 layer { name: "elu" type: "ELU" bottom: "s3" top: "elu" }
-layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "tanh" top: "prod" eltwise_param { operation: PROD } }
-layer { name: "max" type: "Eltwise" bottom: "prod" bottom: "elu" top: "max" eltwise_param { operation: MAX } }
-layer { name: "sum" type: "Eltwise" bottom: "max" bottom: "sig" top: "sum" eltwise_param { coeff: 1 coeff: -0.5 } }
+layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "tanh" top: "prod"
+  eltwise_param { operation: PROD } }
+layer { name: "max" type: "Eltwise" bottom: "prod" bottom: "elu" top: "max"
+  eltwise_param { operation: MAX } }
+layer { name: "sum" type: "Eltwise" bottom: "max" bottom: "sig" top: "sum"
+  eltwise_param { coeff: 1 coeff: -0.5 } }
 layer { name: "bias" type: "Bias" bottom: "sum" top: "bias" }
-layer { name: "pow" type: "Power" bottom: "bias" top: "pow" power_param { power: 2 shift: 1 } }
+layer { name: "pow" type: "Power" bottom: "bias" top: "pow"
+  power_param { power: 2 shift: 1 } }
 layer { name: "exp" type: "Exp" bottom: "pow" top: "exp" exp_param { scale: -0.1 } }
 layer { name: "log" type: "Log" bottom: "exp" top: "log" log_param { shift: 1 } }
 layer { name: "abs" type: "AbsVal" bottom: "log" top: "abs" }
 layer { name: "bnll" type: "BNLL" bottom: "abs" top: "bnll" }
-layer { name: "drop" type: "Dropout" bottom: "bnll" top: "drop" dropout_param { dropout_ratio: 0.2 } }
+layer { name: "drop" type: "Dropout" bottom: "bnll" top: "drop"
+  dropout_param { dropout_ratio: 0.2 } }
 layer { name: "tile" type: "Tile" bottom: "drop" top: "tile" tile_param { tiles: 2 } }
-layer { name: "red" type: "Reduction" bottom: "tile" top: "red" reduction_param { operation: SUMSQ axis: 1 } loss_weight: 0.01 }
-layer { name: "score" type: "InnerProduct" bottom: "prelu" top: "score" inner_product_param {
-  num_output: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "red" type: "Reduction" bottom: "tile" top: "red"
+  reduction_param { operation: SUMSQ axis: 1 } loss_weight: 0.01 }
+layer { name: "score" type: "InnerProduct" bottom: "prelu" top: "score"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.3 } } }
 layer { name: "sm" type: "Softmax" bottom: "score" top: "sm" }
 layer { name: "am" type: "ArgMax" bottom: "sm" top: "am" }
-layer { name: "thr" type: "Threshold" bottom: "h5y" top: "thr" threshold_param { threshold: 1 } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "h5y" top: "loss" }
+layer { name: "thr" type: "Threshold" bottom: "h5y" top: "thr"
+  threshold_param { threshold: 1 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "h5y"
+  top: "loss" }
 layer { name: "acc" type: "Accuracy" bottom: "score" bottom: "h5y" top: "acc" }
 layer { name: "eu" type: "EuclideanLoss" bottom: "sig" bottom: "tanh" top: "eu" }
-layer { name: "sce" type: "SigmoidCrossEntropyLoss" bottom: "s3" bottom: "tanh01" top: "sce" }
-layer { name: "t01" type: "DummyData" top: "tanh01" dummy_data_param { shape { dim: 4 dim: 2 }
-  data_filler { type: "uniform" } } }
-layer { name: "silence" type: "Silence" bottom: "thr" bottom: "mem" bottom: "memlabel" }
-layer { name: "out" type: "HDF5Output" bottom: "sm" bottom: "am" hdf5_output_param { file_name: "OUT" } }
+layer { name: "sce" type: "SigmoidCrossEntropyLoss" bottom: "s3" bottom: "tanh01"
+  top: "sce" }
+layer { name: "t01" type: "DummyData" top: "tanh01"
+  dummy_data_param { shape { dim: 4 dim: 2 } data_filler { type: "uniform" } } }
+layer { name: "silence" type: "Silence" bottom: "thr" bottom: "mem"
+  bottom: "memlabel" }
+layer { name: "out" type: "HDF5Output" bottom: "sm" bottom: "am"
+  hdf5_output_param { file_name: "OUT" } }
 """
 
 
@@ -115,16 +137,17 @@ def _every_layer_net(tmp_path, weights=None, phase=recaffe.TRAIN):
     h5 = tmp_path / "d.h5"
     if not h5.exists():
         with h5py.File(h5, "w") as f:
-            f["h5x"] = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+            h5x = np.random.default_rng(0).standard_normal((8, 5))
+            f["h5x"] = h5x.astype(np.float32)
             f["h5y"] = np.array([0, 1, 2, 0, 1, 2, 2, 1], dtype=np.float32)
         (tmp_path / "list.txt").write_text(str(h5) + "\n")
     text = EVERY_LAYER.replace("LIST", str(tmp_path / "list.txt"))
     # The SigmoidCrossEntropyLoss target must exist before the loss reads it.
     lines = text.splitlines()
-    t01 = [i for i, ln in enumerate(lines) if '"t01"' in ln][0]
+    t01 = next(i for i, ln in enumerate(lines) if '"t01"' in ln)
     block = lines[t01:t01 + 2]
     del lines[t01:t01 + 2]
-    sce = [i for i, ln in enumerate(lines) if '"sce"' in ln][0]
+    sce = next(i for i, ln in enumerate(lines) if '"sce"' in ln)
     lines[sce:sce] = block
     text = "\n".join(lines).replace("OUT", str(tmp_path / "out.h5"))
     path = tmp_path / "every.prototxt"

@@ -21,7 +21,7 @@ def test_data_encoding_round_trips():
     assert list(ba_data.decode(data[:, 0, 0, 1::2])) == [43, 255]
     assert list(ba_data.decode(label)) == [136, 510]
     (ta, tb), (sa, sb) = ba_data.make_pairs(300, 100, seed=2)
-    assert not set(zip(ta, tb)) & set(zip(sa, sb))
+    assert not set(zip(ta, tb, strict=True)) & set(zip(sa, sb, strict=True))
 
 
 def test_unrolled_net_reaches_100_percent(tmp_path, capsys):

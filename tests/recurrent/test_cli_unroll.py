@@ -20,7 +20,8 @@ def test_cli_prints_a_runnable_net(cell, capsys, tmp_path):
     path = tmp_path / "net.prototxt"
     path.write_text(text)
     net = recaffe.Net(str(path), recaffe.TEST)
-    out = net.forward(x=np.ones((3, 2, 2), np.float32), cont=np.ones((3, 2), np.float32))
+    out = net.forward(x=np.ones((3, 2, 2), np.float32),
+                      cont=np.ones((3, 2), np.float32))
     assert out[f"{cell}_h"].shape == (3, 2, 4)
     assert read_prototxt(str(path), caffe_pb2.NetParameter).layer[0].type == "Input"
 

@@ -51,7 +51,8 @@ def test_naming_scheme_and_shared_param_names():
     assert layers["x_slice"].top == ["x_t1", "x_t2", "x_t3"]
     assert layers["zH_t1"].bottom == ["h_0"]
     assert layers["zH_t2"].bottom == ["h_t1"]
-    assert layers["y"].type == "Concat" and layers["y"].bottom == ["h_t1", "h_t2", "h_t3"]
+    assert layers["y"].type == "Concat"
+    assert layers["y"].bottom == ["h_t1", "h_t2", "h_t3"]
     assert r.final_state_names == ["h_t3"] and r.output_blob_names == ["y"]
 
 
@@ -60,7 +61,8 @@ def test_prefix_keeps_user_param_names():
 
     def step(x, h):
         a = L.Sigmoid(L.InnerProduct(x, name="ip", num_output=3, axis=2,
-                                     param=[dict(name="W", lr_mult=1), dict(lr_mult=2)]))
+                                     param=[dict(name="W", lr_mult=1),
+                                            dict(lr_mult=2)]))
         return a, a
 
     recaffe.unroll(step, ns.x, 3, states=[(1, 2, 3)], name="enc", ns=ns)
@@ -76,7 +78,8 @@ def test_unrolled_net_runs_and_shares_one_copy_of_each_weight():
     recaffe.unroll(_step, ns.x, 3, states=[(1, 2, 3)], cont=ns.cont, ns=ns)
     net = recaffe.Net(ns.to_proto(), recaffe.TEST)
     assert len(net.learnable_params) == 3  # zX_w, zX_b, zH_w
-    out = net.forward(x=np.ones((3, 2, 4), np.float32), cont=np.ones((3, 2), np.float32))
+    out = net.forward(x=np.ones((3, 2, 4), np.float32),
+                      cont=np.ones((3, 2), np.float32))
     assert out["y"].shape == (3, 2, 3)
 
 
@@ -164,8 +167,9 @@ def test_stack_and_bidirectional_build_and_run():
     ns = _inputs(T, N, D)
     cells = [recurrent.LSTMCell(5, "l1"), recurrent.GRUCell(3, "l2")]
     results = recurrent.stack(cells, ns.x, T, cont=ns.cont, N=N, ns=ns)
-    bi = recurrent.bidirectional(recurrent.LSTMCell(2, "fw"), recurrent.RNNCell(2, "bw"),
-                                 results[-1].output, T, cont=ns.cont, N=N, ns=ns)
+    bi = recurrent.bidirectional(recurrent.LSTMCell(2, "fw"),
+                                 recurrent.RNNCell(2, "bw"), results[-1].output, T,
+                                 cont=ns.cont, N=N, ns=ns)
     assert len(bi.states) == 3
     with dtype_scope(np.float64):
         net = recaffe.Net(ns.to_proto(), recaffe.TEST)

@@ -98,7 +98,7 @@ def test_unrolled_talk_net_equals_manual_loop(tmp_path):
                                    err_msg=name)
 
 
-# -- state carried over calls -----------------------------------------------------------
+# -- state carried over calls ------------------------------------------------------
 N, D, H = 2, 3, 4
 
 
@@ -207,10 +207,10 @@ def test_shared_weight_gradient_is_the_sum_of_per_step_gradients(tmp_path):
     rng = np.random.default_rng(4)
     values = {}
     for layer in net_s.layers:
-        for spec, blob in zip(layer.layer_param.param, layer.blobs):
+        for spec, blob in zip(layer.layer_param.param, layer.blobs, strict=True):
             blob.data[...] = values.setdefault(spec.name, rng.normal(size=blob.shape))
     for layer in net_u.layers:
-        for spec, blob in zip(layer.layer_param.param, layer.blobs):
+        for spec, blob in zip(layer.layer_param.param, layer.blobs, strict=True):
             blob.data[...] = values[spec.name.split("@")[0]]
     x = rng.integers(0, 2, (batch, 1, 1, 2 * T)).astype(float)
     y = rng.integers(0, 2, (batch, T)).astype(float)
@@ -224,7 +224,8 @@ def test_shared_weight_gradient_is_the_sum_of_per_step_gradients(tmp_path):
                                rtol=1e-12)
     for pname in ("WX", "bX", "WH", "WO", "bO"):
         per_step = [blob.diff for layer in net_u.layers
-                    for spec, blob in zip(layer.layer_param.param, layer.blobs)
+                    for spec, blob in zip(layer.layer_param.param, layer.blobs,
+                                          strict=True)
                     if spec.name.startswith(pname + "@")]
         assert len(per_step) == T
         np.testing.assert_allclose(recurrent.find_param(net_s, pname).diff,

@@ -76,13 +76,13 @@ def _compare(kind, make, out_name, cell_attr="cell"):
     y, dx = _run(net, out_name, x, CONT, dy)
     np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-9, atol=1e-12)
-    for name, ref in zip(cell.blob_names, caffe_net.params["layer1"]):
+    for name, ref in zip(cell.blob_names, caffe_net.params["layer1"], strict=True):
         got = recurrent.find_param(net, cell.pname(name))
         np.testing.assert_allclose(got.diff, ref.diff, rtol=1e-9, atol=1e-12,
                                    err_msg=f"gradient of {name}")
     # and back: the unrolled cell's weights load into the Caffe layer
     back = cell.caffe_blobs(net)
-    for a, b in zip(back, caffe_blobs):
+    for a, b in zip(back, caffe_blobs, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -155,7 +155,7 @@ def test_gru_gradient_central_differences():
     analytic = [dx] + [b.diff.copy() for b in blobs]
     targets = [x] + [b.data for b in blobs]
     h = 1e-6
-    for arr, grad in zip(targets, analytic):
+    for arr, grad in zip(targets, analytic, strict=True):
         flat, gflat = arr.reshape(-1), grad.reshape(-1)
         for i in range(flat.size):
             old = flat[i]

@@ -31,7 +31,7 @@ def test_iter_size_equals_bigger_batch():
     with dtype_scope(np.float64):
         a = SGDSolver(solver_param(BASE + "iter_size: 3", batch=2, pool=6))
         b = SGDSolver(solver_param(BASE, batch=6, pool=6))
-        for it in range(4):
+        for _ in range(4):
             a.step(1)
             b.step(1)
             np.testing.assert_allclose(a.smoothed_loss, b.smoothed_loss, rtol=1e-12)

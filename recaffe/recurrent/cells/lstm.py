@@ -34,7 +34,8 @@ class LSTMCell(Cell):
     blob_names = ("W_xc", "b_c", "W_hc")
     gates = 4
 
-    def __init__(self, H: int, name: str = "lstm", weight_filler=None, bias_filler=None):
+    def __init__(self, H: int, name: str = "lstm", weight_filler=None,
+                 bias_filler=None):
         super().__init__(H, name, weight_filler, bias_filler)
 
     def input_transform(self, x):
