@@ -18,6 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe.blob import Blob
+from recaffe.device import ensure_device
 from recaffe.errors import NetError, PrototxtError, RecaffeError
 from recaffe.insert_splits import insert_splits
 from recaffe.io.prototxt import read_prototxt
@@ -26,6 +27,7 @@ from recaffe.layer import create_layer
 from recaffe.log import fmt, logger
 from recaffe.net_filter import filter_net
 from recaffe.net_weights import NetWeightsMixin
+from recaffe.plan import ExecutionPlan, plan_enabled
 from recaffe.proto import caffe_pb2
 from recaffe.pycaffe_net import PycaffeNetMixin
 
@@ -51,7 +53,9 @@ def _parse_net_args(args, phase, weights):
     if isinstance(phase, str):
         phase = {"TRAIN": TRAIN, "TEST": TEST}.get(phase.upper(), phase)
     if phase not in (TRAIN, TEST):
-        raise TypeError(f"Net(): phase must be recaffe.TRAIN or recaffe.TEST, got {phase!r}")
+        raise TypeError(
+            f"Net(): phase must be recaffe.TRAIN or recaffe.TEST, got {phase!r}"
+        )
     return int(phase), weights
 
 
@@ -186,7 +190,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 layer.SetUp(bvec, tvec)
             except RecaffeError:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError) as exc:
+            except (ValueError, IndexError, KeyError, TypeError,
+                    ArithmeticError) as exc:
                 if lp.type == "Python":
                     raise
                 raise NetError(
@@ -232,6 +237,9 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         self._callbacks = {"before_forward": [], "after_forward": [],
                            "before_backward": [], "after_backward": []}
         self._cache = {}
+        self.plan = None
+        self._plan_synced = True
+        self._plan_forwarded = False
 
     def _new_blob(self, name: str, name_to_idx) -> int:
         b = Blob(())
@@ -269,7 +277,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         owner_blob = self.param_blobs[owner_id]
         where = (f"layer '{lp.name}' ({lp.type}) param {j} shares '{pname}' with layer "
                  f"'{self.layer_names[owner_layer_id]}' param {owner_j}")
-        if spec.HasField("share_mode") and spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE:
+        permissive = caffe_pb2.ParamSpec.PERMISSIVE
+        if spec.HasField("share_mode") and spec.share_mode == permissive:
             if owner_blob.count != blob.count:
                 raise NetError(f"{where}: count mismatch, owner has {owner_blob.count} "
                                f"elements {owner_blob.shape}, sharer {blob.count} "
@@ -343,7 +352,35 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             blob.share_diff(self.param_blobs[owner])
 
     # -- execution -------------------------------------------------------------
+    def _plain_ran(self) -> None:
+        """The per-layer loop ran: time-batched layers hold per-step state now."""
+        self._plan_synced = False
+        self._plan_forwarded = False
+
+    def _get_plan(self):
+        """The execution plan (:mod:`recaffe.plan`), built lazily on the first
+        full forward; None when it must not be used (``RECAFFE_PLAN=0``,
+        ``debug_info``, callbacks)."""
+        if self.debug_info or not plan_enabled() or any(self._callbacks.values()):
+            return None
+        plan = self.plan
+        if plan is not None and not plan.shapes_valid():
+            plan = None
+        if plan is None:
+            plan = self.plan = ExecutionPlan(self)
+            self._plan_synced = True
+        elif not self._plan_synced:
+            plan.sync()
+            self._plan_synced = True
+        return plan
+
     def _forward_range(self, start: int, end: int) -> float:
+        ensure_device(self)
+        if start == 0 and end == len(self.layers_list) - 1:
+            plan = self._get_plan()
+            if plan is not None:
+                return self._forward_planned(plan)
+        self._plain_ran()
         loss = 0.0
         cbs = self._callbacks
         for i in range(start, end + 1):
@@ -356,7 +393,35 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 f(i)
         return loss
 
+    def _forward_planned(self, plan) -> float:
+        loss, stopped = plan.forward()
+        if stopped < 0:
+            self._plan_forwarded = True
+            return loss
+        # A layer's top shapes changed: finish the pass the plain way (in the
+        # original order, which every dependency respects); rebuild next time.
+        done = plan.executed_layers(stopped)
+        self.plan = None
+        self._plain_ran()
+        for i in range(len(self.layers_list)):
+            if i not in done:
+                loss += self.layers_list[i].Forward(self.bottom_vecs[i],
+                                                    self.top_vecs[i])
+        return loss
+
     def _backward_range(self, start: int, end: int) -> None:
+        ensure_device(self)
+        plan = self.plan
+        if plan is not None and self._plan_forwarded:
+            if (start == len(self.layers_list) - 1 and end == 0
+                    and self._get_plan() is plan):
+                plan.backward()
+                return
+            # The planned forward left time-batched layers with stacked state.
+            for g in plan.groups:
+                for m in g.members:
+                    self.layers_list[m].reshape(self.bottom_vecs[m], self.top_vecs[m])
+        self._plain_ran()
         cbs = self._callbacks
         for i in range(start, end - 1, -1):
             for f in cbs["before_backward"]:
@@ -412,8 +477,9 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             if not self.bottom_need_backward[i][j]:
                 continue
             b = self.blob_list[bid]
-            logger.info(f"    [Backward] Layer {name}, bottom blob {self.blob_names[bid]}"
-                        f" diff: {fmt(b.asum_diff() / max(b.count, 1))}")
+            logger.info(f"    [Backward] Layer {name}, bottom blob "
+                        f"{self.blob_names[bid]} diff: "
+                        f"{fmt(b.asum_diff() / max(b.count, 1))}")
         layer = self.layers_list[i]
         for j, b in enumerate(layer.blobs):
             if layer.param_propagate_down and not layer.param_propagate_down[j]:

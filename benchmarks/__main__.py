@@ -1,0 +1,64 @@
+"""``python -m benchmarks [rnn|lstm|infer|blas|all] [--quick] [--threads N]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from benchmarks import blas, infer, lstm, rnn
+
+SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "blas": blas}
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    from importlib import metadata  # noqa: PLC0415 - no import of torch here
+
+    versions = []
+    for mod in ("numpy", "torch"):
+        try:
+            versions.append(f"{mod} {metadata.version(mod)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{mod} not installed")
+    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            + ", ".join(versions))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("which", nargs="?", default="all", choices=[*SUITES, "all"])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="BLAS/PyTorch threads in every worker (default: all CPUs)")
+    ap.add_argument("--json", help="also write all measurements to this file")
+    args = ap.parse_args(argv)
+    names = list(SUITES) if args.which == "all" else [args.which]
+    print(f"machine: {machine()}; threads: {args.threads}\n")
+    records = []
+    for name in names:
+        t0 = time.perf_counter()
+        text, recs = SUITES[name].run(args.quick, args.threads)
+        records += recs
+        print(text)
+        print(f"\n({name}: {time.perf_counter() - t0:.0f} s)\n", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "threads": args.threads,
+                       "records": records}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Timing, subprocess workers, sgemm throughput and table printing."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def median_time(fn, iters: int, warmup: int = 3, min_time: float = 0.0) -> float:
+    """Median seconds of ``fn()`` over ``iters`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_start = time.perf_counter()
+    while len(times) < iters or time.perf_counter() - t_start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's
+    peak, which Linux carries across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def thread_env(threads: int, blas_env: dict | None = None) -> dict:
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+              "BLIS_NUM_THREADS"):
+        env[k] = str(threads)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(blas_env or {})
+    return env
+
+
+def run_worker(module: str, func: str, kwargs: dict, threads: int,
+               env: dict | None = None, timeout: float = 900) -> dict:
+    """Run ``benchmarks.<module>.<func>(**kwargs)`` in a fresh interpreter.
+
+    Returns its result dict plus ``rss_mb`` (the worker's peak RSS), or
+    ``{"error": ...}`` when it failed (e.g. torch not installed).
+    """
+    cmd = [sys.executable, "-m", "benchmarks.worker", module, func, json.dumps(kwargs),
+           str(threads)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           env=thread_env(threads, env), cwd=ROOT, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": "timeout"}
+    for line in reversed(p.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {"error": tail[0][:200]}
+
+
+def sgemm_gflops(m: int, k: int, n: int, iters: int = 5) -> float:
+    """numpy float32 GEMM throughput (GFLOP/s) for (m, k) @ (k, n)."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    t = median_time(lambda: np.matmul(a, b, out=out), iters, warmup=2, min_time=0.3)
+    return 2.0 * m * k * n / t / 1e9
+
+
+def fmt_ms(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e3:.3f}" if s < 0.01 else (f"{s * 1e3:.2f}" if s < 1 else
+                                              f"{s * 1e3:.0f}")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table."""
+    cells = [[str(c) for c in r] for r in rows]
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers)
+           + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(out)
+
+
+def torch_available() -> bool:
+    try:
+        import importlib.util  # noqa: PLC0415
+
+        return importlib.util.find_spec("torch") is not None
+    except Exception:  # noqa: BLE001
+        return False

@@ -1,0 +1,286 @@
+"""The execution plan (recaffe.plan) gives the plain per-layer loop's results.
+
+Each net is built twice from the same seed; one runs with ``RECAFFE_PLAN=0``,
+the other with the plan (time batching on). Loss, every blob's data and diff
+and every parameter diff must agree to float32 tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import recaffe as caffe
+from recaffe import layers as L
+from recaffe import params as P
+from recaffe.io.prototxt import parse_prototxt
+from recaffe.proto import caffe_pb2
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples",
+                        "binary_addition")
+
+
+@pytest.fixture
+def plan_env(monkeypatch):
+    def set_plan(on: bool) -> None:
+        monkeypatch.setenv("RECAFFE_PLAN", "1" if on else "0")
+    return set_plan
+
+
+def _build(param, seed=0):
+    caffe.set_random_seed(seed)
+    return caffe.Net(param, caffe.TRAIN)
+
+
+def _fill_inputs(net, seed=1):
+    rng = np.random.default_rng(seed)
+    for name in net.inputs:
+        b = net.blobs[name]
+        b.data[...] = rng.integers(0, 2, b.shape)
+
+
+def _run(net, set_plan, on, iters=2, feed=_fill_inputs):
+    set_plan(on)
+    losses = []
+    for it in range(iters):
+        feed(net, seed=it + 1)
+        net.clear_param_diffs()
+        losses.append(net.forward_prefilled())
+        net.backward_all()
+        for b in net.learnable_params:  # a plain SGD step between iterations
+            b.data -= 0.1 * b.diff
+    return losses
+
+
+def _assert_same(a, b, la, lb):
+    np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
+    for name in a.blobs:
+        np.testing.assert_allclose(a.blobs[name].data, b.blobs[name].data,
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    for pa, pb in zip(a.learnable_params, b.learnable_params, strict=True):
+        np.testing.assert_allclose(pa.diff, pb.diff, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(pa.data, pb.data, rtol=1e-4, atol=1e-5)
+
+
+def _compare(param, set_plan, iters=2, feed=_fill_inputs, min_batched=1):
+    plain, planned = _build(param), _build(param)
+    la = _run(plain, set_plan, False, iters, feed)
+    assert plain.plan is None
+    lb = _run(planned, set_plan, True, iters, feed)
+    assert planned.plan is not None
+    assert planned.plan.describe().count("batched") >= min_batched
+    _assert_same(plain, planned, la, lb)
+    return plain, planned
+
+
+def _manual_net(T, N, H, in_place_relu=False):
+    """The talk's hand-unrolled net with Input layers, built here."""
+    ns = caffe.NetSpec()
+    ns.data, ns.label = L.Input(shape=[dict(dim=[N, 1, 1, 2 * T]),
+                                       dict(dim=[N, T])], ntop=2)
+    X = L.Slice(ns.data, name="X", ntop=T,
+                slice_param=dict(axis=3, slice_point=list(range(2, 2 * T, 2))))
+    ns.H = L.DummyData(dummy_data_param=dict(shape=dict(dim=[N, 1, H]),
+                                             data_filler=dict(type="constant")))
+    outs = []
+    for t in range(T):
+        s = str(t + 1)
+        zx = L.InnerProduct(X[t], param=[dict(name="WX"), dict(name="bX")],
+                            num_output=H, weight_filler=dict(type="xavier"),
+                            bias_filler=dict(type="gaussian", std=0.1))
+        setattr(ns, "zX" + s, zx)
+        zh = L.InnerProduct(ns.H, param=dict(name="WH"), bias_term=False,
+                            num_output=H, weight_filler=dict(type="xavier"))
+        setattr(ns, "zH" + s, zh)
+        z = L.Eltwise(zx, zh, eltwise_param=dict(operation=P.Eltwise.SUM))
+        setattr(ns, "z" + s, z)
+        a = L.Sigmoid(z)
+        setattr(ns, "a" + s, a)
+        o = L.InnerProduct(a, param=[dict(name="WO"), dict(name="bO")], num_output=1,
+                           weight_filler=dict(type="xavier"))
+        if in_place_relu:
+            o = L.ReLU(o, in_place=True)
+        setattr(ns, "out" + s, o)
+        outs.append(o)
+        ns.H = a
+    ns.output = L.Concat(*outs, concat_param=dict(axis=1))
+    ns.loss = L.EuclideanLoss(ns.output, ns.label)
+    return ns.to_proto()
+
+
+def test_manual_unrolled_net_matches_plain(plan_env):
+    _, planned = _compare(_manual_net(6, 5, 4), plan_env, min_batched=2)
+    text = planned.plan.describe()
+    assert "batched InnerProduct x6" in text
+    # The recurrent path stays a loop: one zH step per time step.
+    assert text.count("InnerProduct zH") == 6 or text.count("\nInnerProduct ") >= 6
+
+
+def test_in_place_consumer_of_batched_tops(plan_env):
+    _compare(_manual_net(4, 3, 5, in_place_relu=True), plan_env, iters=3)
+
+
+def test_talk_example_net_with_hdf5_data(plan_env, tmp_path):
+    sys.path.insert(0, os.path.abspath(EXAMPLES))
+    try:
+        manual = pytest.importorskip("manual_unroll")
+    finally:
+        sys.path.pop(0)
+    source = manual.write_data(str(tmp_path), 40, 5, seed=3)
+    param = manual.binary_addition_train(5, 8, source)
+    _compare(param, plan_env, iters=3, feed=lambda net, seed: None, min_batched=2)
+
+
+def test_unroll_built_net(plan_env):
+    sys.path.insert(0, os.path.abspath(EXAMPLES))
+    try:
+        nu = pytest.importorskip("net_unroll")
+    finally:
+        sys.path.pop(0)
+    for neuron in ("Sigmoid", "TanH"):
+        param = nu.binary_addition_net(5, 7, None, num_hu=6, neuron=neuron)
+        _compare(param, plan_env, min_batched=2)
+
+
+def _unrolled_lstm_like(T, N, D, H):
+    """An ad-hoc unrolled net: per-step input projection + TanH + output
+    projection + softmax, gated by the recurrent state (prototxt via NetSpec)."""
+    ns = caffe.NetSpec()
+    ns.x = L.Input(shape=dict(dim=[T, N, D]))
+    xs = L.Slice(ns.x, ntop=T, slice_param=dict(axis=0))
+    ns.h0 = L.Input(shape=dict(dim=[1, N, H]))
+    h = ns.h0
+    outs = []
+    for t in range(T):
+        px = L.InnerProduct(xs[t], axis=2, num_output=H,
+                            param=[dict(name="Wx"), dict(name="bx")],
+                            weight_filler=dict(type="gaussian", std=0.3),
+                            bias_filler=dict(type="gaussian", std=0.3))
+        gx = L.TanH(px)
+        ph = L.InnerProduct(h, axis=2, num_output=H, bias_term=False,
+                            param=[dict(name="Wh")],
+                            weight_filler=dict(type="gaussian", std=0.3))
+        h = L.Eltwise(gx, L.TanH(ph), eltwise_param=dict(operation=P.Eltwise.PROD))
+        setattr(ns, f"h{t + 1}", h)
+        y = L.InnerProduct(h, axis=2, num_output=3,
+                           param=[dict(name="Wy"), dict(name="by")],
+                           weight_filler=dict(type="gaussian", std=0.3))
+        outs.append(L.Softmax(y, axis=2))
+    ns.y = L.Concat(*outs, axis=0)
+    ns.loss = L.Reduction(ns.y, operation=P.Reduction.SUMSQ, loss_weight=1)
+    return ns.to_proto()
+
+
+def _gauss(net, seed):
+    rng = np.random.default_rng(seed)
+    for name in net.inputs:
+        net.blobs[name].data[...] = rng.normal(size=net.blobs[name].shape)
+
+
+def test_adhoc_netspec_unrolled_net(plan_env):
+    _, planned = _compare(_unrolled_lstm_like(5, 3, 4, 6), plan_env, feed=_gauss,
+                          min_batched=3)
+    text = planned.plan.describe()
+    assert "batched TanH" in text and "batched Softmax" in text
+
+
+def test_prototxt_text_roundtrip_and_reshape_invalidates(plan_env):
+    param = parse_prototxt(str(_unrolled_lstm_like(4, 2, 3, 5)),
+                           caffe_pb2.NetParameter)
+    plain, planned = _build(param), _build(param)
+    la = _run(plain, plan_env, False, 1, _gauss)
+    lb = _run(planned, plan_env, True, 1, _gauss)
+    _assert_same(plain, planned, la, lb)
+    first = planned.plan
+    for net in (plain, planned):  # a new batch size
+        net.blobs["x"].reshape(4, 5, 3)
+        net.blobs["h0"].reshape(1, 5, 5)
+        net.reshape()
+    la = _run(plain, plan_env, False, 2, _gauss)
+    lb = _run(planned, plan_env, True, 2, _gauss)
+    assert planned.plan is not first
+    _assert_same(plain, planned, la, lb)
+    # Reshape without net.reshape(): noticed at the next forward.
+    for net in (plain, planned):
+        net.blobs["x"].reshape(4, 2, 3)
+        net.blobs["h0"].reshape(1, 2, 5)
+    la = _run(plain, plan_env, False, 1, _gauss)
+    lb = _run(planned, plan_env, True, 1, _gauss)
+    _assert_same(plain, planned, la, lb)
+
+
+def test_disabled_callbacks_and_partial_ranges(plan_env):
+    param = _manual_net(4, 3, 2)
+    plan_env(True)
+    net = _build(param)
+    _fill_inputs(net)
+    seen = []
+    net.before_forward(seen.append)
+    net.forward()
+    assert net.plan is None and len(seen) == len(net.layers)
+    net._callbacks["before_forward"].clear()  # noqa: SLF001
+    plan_env(False)
+    net.forward()
+    assert net.plan is None
+    # Planned forward, then a partial plain backward: layers get their
+    # per-step state back.
+    ref = _build(param)
+    _fill_inputs(ref)
+    ref.clear_param_diffs()
+    ref.forward()
+    ref.backward()
+    plan_env(True)
+    net.clear_param_diffs()
+    net.forward()
+    assert net.plan is not None
+    net.backward(start=net.layer_names[-1])
+    for pa, pb in zip(ref.learnable_params, net.learnable_params, strict=True):
+        np.testing.assert_allclose(pa.diff, pb.diff, rtol=1e-4, atol=1e-6)
+    # A partial forward after a planned one, then a full planned pass again.
+    net.forward(end="zX1")
+    net.clear_param_diffs()
+    net.forward()
+    net.backward()
+    for pa, pb in zip(ref.learnable_params, net.learnable_params, strict=True):
+        np.testing.assert_allclose(pa.diff, pb.diff, rtol=1e-4, atol=1e-6)
+
+
+def test_debug_info_uses_plain_loop(plan_env):
+    plan_env(True)
+    net = _build(_manual_net(3, 2, 2))
+    _fill_inputs(net)
+    net.debug_info = True
+    net.forward()
+    assert net.plan is None
+
+
+def test_solver_training_matches(plan_env, tmp_path):
+    param = _manual_net(4, 6, 5)
+    net_file = tmp_path / "net.prototxt"
+    net_file.write_text(str(param))
+    solver_file = tmp_path / "solver.prototxt"
+    solver_file.write_text(f'net: "{net_file}"\nbase_lr: 0.5\nmomentum: 0.9\n'
+                           'lr_policy: "fixed"\nmax_iter: 5\ndisplay: 0\n'
+                           'snapshot_after_train: false\n')
+    results = []
+    for on in (False, True):
+        plan_env(on)
+        caffe.set_random_seed(5)
+        solver = caffe.get_solver(str(solver_file))
+        _fill_inputs(solver.net)
+        solver.step(5)
+        results.append([b.data.copy() for b in solver.net.learnable_params])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_deferred_recurrent_weight_gradients(plan_env, monkeypatch):
+    from recaffe.plan import ExecutionPlan  # noqa: PLC0415
+
+    monkeypatch.setattr(ExecutionPlan, "defer_weight_grads", True)
+    _, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    # zH1 reads the (N, 1, H) initial state, zH2..zH5 the (N, H) hidden ones.
+    assert [len(c) for c in planned.plan.chains] == [4]
