@@ -63,6 +63,24 @@ def build_nets(args, paths: dict, T: int):
     return train, test
 
 
+def export_prototxt(args) -> int:
+    """Write the nets `recaffe train -solver .../solver.prototxt` uses."""
+    T = args.bits + 1
+    sources = {f"{split}_source": f"{args.outdir}/{split}.txt"
+               for split in ("train", "test")}
+    train, test = build_nets(args, sources, T)
+    for net, name in ((train, "train.prototxt"), (test, "test.prototxt")):
+        with open(os.path.join(HERE, name), "w") as f:
+            f.write(EXPORT_HEADER + str(net))
+    return 0
+
+
+EXPORT_HEADER = (
+    "# Written by `python examples/binary_addition/train.py --export`; the data\n"
+    "# comes from `python examples/binary_addition/data.py` (binary_addition_work/).\n"
+)
+
+
 def evaluate(net) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(bit accuracy, sum accuracy, predicted bits, label bits) on one batch."""
     net.forward()
@@ -89,9 +107,16 @@ def main(argv=None) -> int:
     parser.add_argument("--check-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--export", action="store_true",
+                        help="write train.prototxt/test.prototxt next to "
+                             "solver.prototxt (data read from --outdir, relative to "
+                             "the working directory, as `recaffe train` resolves "
+                             "it) and exit")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
+    if args.export:
+        return export_prototxt(args)
     outdir = os.path.abspath(args.outdir)
     paths = ba_data.write_data(outdir, args.num_train, args.num_test, args.bits,
                                seed=args.seed)
@@ -104,6 +129,14 @@ def main(argv=None) -> int:
             f.write(str(net))
     solver_param = read_prototxt(os.path.join(HERE, "solver.prototxt"),
                                  caffe_pb2.SolverParameter)
+    # The shipped solver is for `recaffe train` (display, tests, snapshots);
+    # here the held-out check below replaces its test passes.
+    solver_param.ClearField("snapshot_prefix")
+    solver_param.display = 0
+    solver_param.snapshot = 0
+    solver_param.test_interval = 1_000_000
+    solver_param.test_initialization = False
+    solver_param.snapshot_after_train = False
     solver_param.train_net = train_file
     del solver_param.test_net[:]
     solver_param.test_net.append(test_file)
