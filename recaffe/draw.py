@@ -208,7 +208,11 @@ def get_dot_source(caffe_net, rankdir: str = "LR", label_edges: bool = True,
                 nodes[blob] = (_quote(top), dict(BLOB_STYLE), step)
             edges.append((node, blob, edge_label))
 
-    lines = [f"digraph {_quote(name)} {{", f"  graph [rankdir={_quote(rankdir)}];"]
+    # With step clusters, newrank keeps the recurrent edges' rank constraints
+    # across clusters, so the steps are laid out in time order.
+    ranking = ", newrank=true" if any(steps.values()) else ""
+    lines = [f"digraph {_quote(name)} {{",
+             f"  graph [rankdir={_quote(rankdir)}{ranking}];"]
     clusters: OrderedDict[int, list[str]] = OrderedDict()
     for node, (label, style, step) in nodes.items():
         line = f"{_quote(node)} [{_attrs({'label': label, **style})}];"
