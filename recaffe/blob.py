@@ -169,6 +169,28 @@ class Blob:
         self._gbuf = other._gbuf
         self._diff = other._diff.reshape(self._shape)
 
+    def set_buffers(self, data=None, diff=None) -> None:
+        """Make ``data`` and/or ``diff`` views of the given 1-D arrays (their
+        first ``count`` elements); nothing is copied. For code that lays out
+        several blobs in one allocation. The arrays must have this blob's
+        dtype and array module and at least ``count`` elements."""
+        for what, arr in (("data", data), ("diff", diff)):
+            if arr is None:
+                continue
+            if arr.ndim != 1 or arr.size < self._count or arr.dtype != self._dtype:
+                raise RecaffeError(
+                    f"set_buffers: {what} must be a 1-D {self._dtype.name} array of "
+                    f"at least {self._count} elements, got shape {arr.shape} "
+                    f"{arr.dtype.name}")
+            if backend.get_array_module(arr) is not self._xp:
+                raise RecaffeError(f"set_buffers: {what} is on another device")
+        if data is not None:
+            self._dbuf = data
+            self._data = data[: self._count].reshape(self._shape)
+        if diff is not None:
+            self._gbuf = diff
+            self._diff = diff[: self._count].reshape(self._shape)
+
     def shares_data_with(self, other: Blob) -> bool:
         return self._dbuf is other._dbuf
 

@@ -413,8 +413,14 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         ensure_device(self)
         plan = self.plan
         if plan is not None and self._plan_forwarded:
+            # The forward just ran this plan, so only what may have changed
+            # since is checked (not the environment).
             if (start == len(self.layers_list) - 1 and end == 0
-                    and self._get_plan() is plan):
+                    and not self.debug_info and plan.shapes_valid()
+                    and not any(self._callbacks.values())):
+                if not self._plan_synced:
+                    plan.sync()
+                    self._plan_synced = True
                 plan.backward()
                 return
             # The planned forward left time-batched layers with stacked state.

@@ -28,6 +28,16 @@ layer types whose forward treats axis 0 row by row are batched
 (``_ROWWISE``), and layers are re-ordered only as the dependencies allow
 (stable topological order, original order as the tie-break).
 
+**Recurrent-path kernels.** InnerProduct, Sigmoid, TanH, Eltwise SUM, Split,
+Slice and Concat run as closures over their arrays (NumPy only). A Slice or
+Concat whose per-step blobs are the rows of one stack is one transposed copy.
+An Eltwise SUM with unit coefficients hands its top diff unchanged to its
+bottoms, so where nothing else touches those diffs they share one array and
+its backward is dropped. InnerProducts on the recurrent path that share their
+parameters compute their weight gradients once, after the last of them, as one
+GEMM per run of members whose inputs and output diffs are consecutive stack
+rows (no copies).
+
 Results equal the plain loop's up to float32 summation order (tested). Set
 ``RECAFFE_PLAN=0`` to run every net the plain way.
 """
@@ -94,29 +104,23 @@ class ShapeChanged(Exception):  # noqa: N818 - internal control flow
 
 def _point(blob: Blob, data=None, diff=None) -> None:
     """Re-point ``blob``'s data and/or diff at flat arrays (contents copied)."""
-    shape = blob.shape
     if data is not None:
         data[...] = blob.data.reshape(-1)
-        blob._dbuf = data  # noqa: SLF001 - the plan owns the memory layout
-        blob._data = data.reshape(shape)  # noqa: SLF001
+        blob.set_buffers(data=data)
     if diff is not None:
         if blob.has_diff:
             diff[...] = blob.diff.reshape(-1)
         else:
             diff[...] = 0
-        blob._gbuf = diff  # noqa: SLF001
-        blob._diff = diff.reshape(shape)  # noqa: SLF001
+        blob.set_buffers(diff=diff)
 
 
 def _carrier(shape, data2d, diff2d=None) -> Blob:
     """A Blob of ``shape`` whose data (and diff) are the given stacked arrays."""
     b = Blob((), dtype=data2d.dtype)
     b.reshape(shape)
-    b._dbuf = data2d.reshape(-1)  # noqa: SLF001
-    b._data = data2d.reshape(shape)  # noqa: SLF001
-    if diff2d is not None:
-        b._gbuf = diff2d.reshape(-1)  # noqa: SLF001
-        b._diff = diff2d.reshape(shape)  # noqa: SLF001
+    b.set_buffers(data=data2d.reshape(-1),
+                  diff=None if diff2d is None else diff2d.reshape(-1))
     return b
 
 
@@ -145,10 +149,13 @@ class ExecutionPlan:
         n = len(net.layers_list)
         self.producer: dict[int, int] = {}
         self.writers: dict[int, int] = {}
+        self.readers: dict[int, list[int]] = {}
         for i in range(n):
             for tid in net.top_ids[i]:
                 self.producer.setdefault(tid, i)
                 self.writers[tid] = self.writers.get(tid, 0) + 1
+            for bid in net.bottom_ids[i]:
+                self.readers.setdefault(bid, []).append(i)
         deps = self._dependencies()
         self.groups: list[_Group] = []
         self.chains = []
@@ -361,6 +368,12 @@ class ExecutionPlan:
             return sid
 
         for g in self.groups:
+            # Stack the members in the order their consumers run (time order
+            # in an unrolled net), whatever order the layers were listed in.
+            def consumer_key(m):
+                after = [r for t in net.top_ids[m] for r in self.readers.get(t, ())]
+                return (min(after) if after else len(net.layers_list), m)
+            g.members.sort(key=consumer_key)
             ms = g.members
             T = len(ms)
             rep = net.layers_list[ms[0]]
@@ -393,9 +406,58 @@ class ExecutionPlan:
                 if need_diff and sg is None:
                     g.scatters.append((blobs, diff3.reshape((T,) + b0.shape)))
                 g.pb.append(_carrier(shape, data3, diff3))
+        self.aliased_sums: set[int] = set()
+        for u in range(len(net.layers_list)):
+            ids = self._sum_alias_ids(u)
+            if ids is None:
+                continue
+            in_stack = [i for i in ids if i in diff_at]
+            if len(in_stack) > 1:
+                continue
+            if in_stack:
+                sid, k = diff_at[in_stack[0]]
+                target = stacks[sid][k]
+            else:
+                target = net.blob_list[ids[0]].diff.reshape(-1)
+            for i in ids:
+                if in_stack and i != in_stack[0]:
+                    diff_at[i] = diff_at[in_stack[0]]
+                net.blob_list[i].set_buffers(diff=target)
+            self.aliased_sums.add(u)
+        # Where each re-pointed blob's data / diff lives: (stack, row).
+        self.data_rows = {b: (stacks[sid], k) for b, (sid, k) in data_at.items()}
+        self.diff_rows = {b: (stacks[sid], k) for b, (sid, k) in diff_at.items()}
         # Re-share aliases (Split/Reshape/Flatten tops) onto the new memory.
         net.reshape()
         self.sync()
+
+    def _sum_alias_ids(self, u: int):
+        """[top, bottoms...] of an Eltwise SUM with unit coefficients whose
+        diffs may share one array: its backward hands the top diff unchanged
+        to each bottom, which no other layer reads or writes. None otherwise."""
+        net = self.net
+        layer = net.layers_list[u]
+        if layer.type != "Eltwise" or getattr(layer, "op", None) != 1:
+            return None
+        bids, tids = net.bottom_ids[u], net.top_ids[u]
+        if len(tids) != 1 or len(bids) < 2 or len(set(bids)) != len(bids) or \
+                tids[0] in bids or list(layer.coeffs) != [1.0] * len(bids):
+            return None
+        if not net.layer_need_backward[u] or not all(net.bottom_need_backward[u]):
+            return None
+        if any(w != 0 for w in layer.loss_weights) or \
+                any(u in g.members for g in self.groups):
+            return None
+        ids = [tids[0], *bids]
+        blob0 = net.blob_list[ids[0]]
+        for i in ids:
+            blob = net.blob_list[i]
+            if blob.shape != blob0.shape or blob.dtype != blob0.dtype or \
+                    self.writers.get(i, 0) != 1 or not self._can_point(i, "diff"):
+                return None
+        if any(self.readers.get(b, []) != [u] for b in bids):
+            return None
+        return ids
 
     def sync(self) -> None:
         """Point every group's layer state at the stacked blobs again."""
@@ -408,15 +470,22 @@ class ExecutionPlan:
         fwd, bwd = [], []
         self.watch: list[tuple[Blob, tuple]] = []
         chain_bwd: dict[int, object] = {}
-        for members in self.chains if self.defer_weight_grads else ():
-            chain_bwd.update(self._chain_backward(members))
+        self.row_chains: list[list[int]] = []
+        for members in self.chains:
+            rows = self._chain_rows_backward(members)
+            if rows is not None:
+                chain_bwd.update(rows)
+                self.row_chains.append(members)
+            elif self.defer_weight_grads:
+                chain_bwd.update(self._chain_backward(members))
         for u in self.order:
             if u < 0:
                 g = self.groups[-u - 1]
-                fwd.append((self._group_forward(g), g.pb, g.pt))
+                pd = list(net.bottom_need_backward[g.members[0]])
+                kf, kb = self._group_kernels(g, pd)
+                fwd.append((self._group_forward(g, kf), g.pb, g.pt))
                 if net.layer_need_backward[g.members[0]]:
-                    pd = list(net.bottom_need_backward[g.members[0]])
-                    bwd.append((self._group_backward(g), g.pt, pd, g.pb))
+                    bwd.append((self._group_backward(g, kb), g.pt, pd, g.pb))
                 continue
             layer = net.layers_list[u]
             b, t = net.bottom_vecs[u], net.top_vecs[u]
@@ -432,7 +501,7 @@ class ExecutionPlan:
                 fwd.append((layer.forward, b, t))
             else:
                 fwd.append((self._wrapped_forward(layer, pure, losses), b, t))
-            if net.layer_need_backward[u]:
+            if net.layer_need_backward[u] and u not in self.aliased_sums:
                 f = chain_bwd.get(u) or (kb if kf is not None else None)
                 f = f or layer.backward
                 bwd.append((f, t, net.bottom_need_backward[u], b))
@@ -442,42 +511,60 @@ class ExecutionPlan:
 
     def _wrapped_forward(self, layer, pure, losses):
         plan = self
-        xp = self.xp
+        dot = self.xp.dot
         shapes = [tb.shape for tb in layer_tops(self.net, layer)] if not pure else None
+        reshape, forward = layer.reshape, layer.forward
+        if pure:
+            # Loss tops keep their arrays (the layer is not reshaped).
+            flats = [(tb.data.reshape(-1), tb.diff.reshape(-1)) for tb, _w in losses]
+
+            def run_pure(b, t):
+                forward(b, t)
+                for d, g in flats:
+                    plan.loss += float(dot(d, g))
+            return run_pure
 
         def run(b, t):
-            if not pure:
-                layer.reshape(b, t)
-            layer.forward(b, t)
+            reshape(b, t)
+            forward(b, t)
             for tb, _w in losses:
                 d = tb.data.reshape(-1)
-                plan.loss += float(xp.dot(d, tb.diff.reshape(-1)))
-            if not pure:
-                for k, tb in enumerate(t):
-                    if tb.shape != shapes[k]:
-                        raise ShapeChanged
+                plan.loss += float(dot(d, tb.diff.reshape(-1)))
+            for k, tb in enumerate(t):
+                if tb.shape != shapes[k]:
+                    raise ShapeChanged
         return run
 
-    def _group_forward(self, g: _Group):
-        rep, xp = g.rep, self.xp
+    def _group_kernels(self, g: _Group, pd):
+        """(forward, backward) for a time-batched group: the small-layer
+        kernels over the stacked blobs where there are some, else the
+        representative layer's own methods."""
+        rep = g.rep
+        if rep.type == "InnerProduct" and self.xp is np:
+            kf, kb = self._ip_kernels(rep, g.pb, g.pt, pd)
+            if kf is not None:
+                return kf, kb
+        return rep.forward, rep.backward
+
+    def _group_forward(self, g: _Group, forward):
+        xp = self.xp
         gathers = g.gathers
         if not gathers:
-            return rep.forward
+            return forward
 
         def run(pb, pt):
             for blobs, out in gathers:
                 xp.stack([b.data for b in blobs], out=out)
-            rep.forward(pb, pt)
+            forward(pb, pt)
         return run
 
-    def _group_backward(self, g: _Group):
-        rep = g.rep
+    def _group_backward(self, g: _Group, backward):
         scatters = g.scatters
         if not scatters:
-            return rep.backward
+            return backward
 
         def run(pt, pd, pb):
-            rep.backward(pt, pd, pb)
+            backward(pt, pd, pb)
             for blobs, src in scatters:
                 for k, b in enumerate(blobs):
                     b.diff[...] = src[k]
@@ -501,31 +588,37 @@ class ExecutionPlan:
         pd = net.bottom_need_backward[u]
         if typ == "InnerProduct":
             return self._ip_kernels(layer, b, t, pd)
+        if typ in ("Slice", "Concat"):
+            return self._slice_kernels(u, layer, b, t, pd)
         if typ == "Sigmoid" or typ == "TanH":
             x, y = b[0].data, t[0].data
             dy, dx = t[0].diff, (b[0].diff if pd[0] else None)
             scratch = np.empty_like(y)
+            # 0-d operands of the arrays' dtype: numpy converts a Python float
+            # operand on every call, which costs as much as the operation here.
+            half, one = np.array(0.5, dtype=y.dtype), np.array(1.0, dtype=y.dtype)
+            multiply, add, subtract, tanh = np.multiply, np.add, np.subtract, np.tanh
             if typ == "Sigmoid":
                 def fwd(_b, _t):
-                    np.multiply(x, 0.5, out=y)
-                    np.tanh(y, out=y)
-                    np.multiply(y, 0.5, out=y)
-                    np.add(y, 0.5, out=y)
+                    multiply(x, half, out=y)
+                    tanh(y, out=y)
+                    multiply(y, half, out=y)
+                    add(y, half, out=y)
 
                 def bwd(_t, _pd, _b):
                     if dx is not None:  # dy * y * (1 - y)
-                        np.subtract(1.0, y, out=scratch)
-                        np.multiply(scratch, y, out=scratch)
-                        np.multiply(dy, scratch, out=dx)
+                        subtract(one, y, out=scratch)
+                        multiply(scratch, y, out=scratch)
+                        multiply(dy, scratch, out=dx)
             else:
                 def fwd(_b, _t):
-                    np.tanh(x, out=y)
+                    tanh(x, out=y)
 
                 def bwd(_t, _pd, _b):
                     if dx is not None:  # dy * (1 - y^2)
-                        np.multiply(y, y, out=scratch)
-                        np.subtract(1.0, scratch, out=scratch)
-                        np.multiply(dy, scratch, out=dx)
+                        multiply(y, y, out=scratch)
+                        subtract(one, scratch, out=scratch)
+                        multiply(dy, scratch, out=dx)
             return fwd, bwd
         if typ == "Eltwise" and len(b) == 2 and layer.op == 1 and \
                 layer.coeffs == [1.0, 1.0]:
@@ -562,26 +655,111 @@ class ExecutionPlan:
         b_grad = bool(bias and ppd[1])
         if not (x.base is not None or x.flags.c_contiguous):
             return None, None
+        dtypes = {x.dtype, y.dtype, blobs[0].data.dtype}
+        if bias:
+            dtypes.add(blobs[1].data.dtype)
+        if len(dtypes) != 1 or not y.flags.c_contiguous or (
+                dx is not None and not dx.flags.c_contiguous):
+            return None, None
+        # np.dot on 2-D arrays has less per-call overhead than matmul.
+        dot = np.dot
         ones = np.ones(M, dtype=x.dtype)
+        add_bias = _bias_adder(y, M, N) if bias else None
 
         def fwd(_b, _t):
             w = blobs[0].data
-            np.matmul(x, w if transpose else w.T, out=y)
+            dot(x, w if transpose else w.T, out=y)
             if bias:
-                np.add(y, blobs[1].data, out=y)
+                add_bias(blobs[1].data)
 
         def bwd(_t, _pd, _b):
             if w_grad:
                 wd = blobs[0].diff
                 if transpose:
-                    wd += x.T @ dy
+                    wd += dot(x.T, dy)
                 else:
-                    wd += dy.T @ x
+                    wd += dot(dy.T, x)
             if b_grad:
-                blobs[1].diff += ones @ dy
+                bd = blobs[1].diff
+                bd += dot(ones, dy)
             if dx is not None:
                 w = blobs[0].data
-                np.matmul(dy, w.T if transpose else w, out=dx)
+                dot(dy, w.T if transpose else w, out=dx)
+        return fwd, bwd
+
+    def _slice_kernels(self, u: int, layer, b, t, pd):
+        """Slice (forward) and Concat (``concat=True``, its mirror image): one
+        copy through a transposed view when the per-step blobs are the rows of
+        one stack, else one copy per section."""
+        net = self.net
+        concat = layer.type == "Concat"
+        whole = t[0] if concat else b[0]
+        parts = b if concat else t
+        part_ids = net.bottom_ids[u] if concat else net.top_ids[u]
+        axis, bounds = layer.axis, layer.bounds
+        if len(parts) < 2 or len(bounds) != len(parts) + 1:
+            return None, None
+        shape = whole.shape
+        pre = int(np.prod(shape[:axis], dtype=np.int64))
+        post = int(np.prod(shape[axis + 1:], dtype=np.int64))
+        n = len(parts)
+        widths = {bounds[j + 1] - bounds[j] for j in range(n)}
+        lead = (slice(None),) * axis
+
+        def stacked(table, arr_of_whole):
+            rows = [table.get(i) for i in part_ids]
+            if len(widths) != 1 or any(r is None for r in rows):
+                return None
+            stack = rows[0][0]
+            if any(r[0] is not stack for r in rows) or stack.shape[0] != n:
+                return None
+            if [r[1] for r in rows] != list(range(n)):
+                return None
+            w = next(iter(widths))
+            chunk = w * post * stack.dtype.itemsize
+            if chunk in (1, 2, 4, 8) and arr_of_whole.flags.c_contiguous:
+                # Each part's row of w*post values moves as one integer: a 2-D
+                # transposed copy instead of one with tiny inner loops.
+                wide = np.dtype(f"u{chunk}")
+                return (stack.view(wide).reshape(n, pre),
+                        arr_of_whole.reshape(pre, n * w * post).view(wide).T)
+            return (stack.reshape(n, pre, w, post),
+                    arr_of_whole.reshape(pre, n, w, post).transpose(1, 0, 2, 3))
+
+        def sections(arr):
+            return [arr[lead + (slice(bounds[j], bounds[j + 1]),)] for j in range(n)]
+
+        # forward: parts -> whole (Concat) or whole -> parts (Slice)
+        st = stacked(self.data_rows, whole.data)
+        if st is not None:
+            stack4, whole4 = st
+            src, dst = (stack4, whole4) if concat else (whole4, stack4)
+            pairs_f = [(dst, src)]
+        else:
+            secs = sections(whole.data)
+            pairs_f = [(s_, p.data) if concat else (p.data, s_)
+                       for s_, p in zip(secs, parts, strict=True)]
+        # backward: whole.diff -> parts (Concat) or parts -> whole.diff (Slice)
+        need = [bool(x) for x in pd] if concat else [bool(pd[0])] * n
+        pairs_b = []
+        if any(need):
+            st = stacked(self.diff_rows, whole.diff) if all(need) else None
+            if st is not None:
+                stack4, whole4 = st
+                pairs_b = [(stack4, whole4) if concat else (whole4, stack4)]
+            else:
+                secs = sections(whole.diff)
+                pairs_b = [(p.diff, s_) if concat else (s_, p.diff)
+                           for s_, p, nd in zip(secs, parts, need, strict=True) if nd]
+        copyto = np.copyto
+
+        def fwd(_b, _t):
+            for dst_, src_ in pairs_f:
+                copyto(dst_, src_)
+
+        def bwd(_t, _pd, _b):
+            for dst_, src_ in pairs_b:
+                copyto(dst_, src_)
         return fwd, bwd
 
     def _chain_backward(self, members: list[int]) -> dict[int, object]:
@@ -628,6 +806,89 @@ class ExecutionPlan:
             if bias and ppd[1]:
                 blobs[1].diff += dy2.sum(axis=0)
         return {m: (final if m == last else bottom_diff) for m in members}
+
+    def _chain_rows_backward(self, members: list[int]):
+        """Like :meth:`_chain_backward`, without copies: where consecutive
+        members' inputs and output diffs are consecutive rows of stacks (the
+        layout above), their weight gradients are one GEMM over those rows.
+        None when no two members line up so (or not on the host)."""
+        net = self.net
+        if self.xp is not np:
+            return None
+        rep = net.layers_list[members[0]]
+        M, K, N = rep.M, rep.K, rep.N
+        transpose, bias = rep.transpose, rep.bias_term
+        ppd = list(rep.param_propagate_down)
+        w_grad, b_grad = bool(ppd and ppd[0]), bool(bias and ppd[1])
+        blobs = rep.blobs
+        order = sorted(members, key=self.order_index)
+        pairs = []  # (x rows, dy rows, x array, dy array) per member, forward order
+        for m in order:
+            xb, yb = net.bottom_ids[m][0], net.top_ids[m][0]
+            x = net.blob_list[xb].data
+            dy = net.blob_list[yb].diff
+            if x.dtype != dy.dtype or x.dtype != blobs[0].data.dtype:
+                return None
+            xr = self.data_rows.get(self._data_root(xb))
+            if xr is not None and not np.shares_memory(xr[0][xr[1]], x):
+                xr = None
+            pairs.append((xr, self.diff_rows.get(yb), x.reshape(M, K),
+                          dy.reshape(M, N)))
+        runs: list[list] = []   # [x stack, dy stack, x row, dy row, length]
+        terms = []
+        for xr, dr, x, dy in pairs:
+            if xr is not None and dr is not None:
+                last = runs[-1] if runs else None
+                if last is not None and last[0] is xr[0] and last[1] is dr[0] and \
+                        last[2] + last[4] == xr[1] and last[3] + last[4] == dr[1]:
+                    last[4] += 1
+                    continue
+                runs.append([xr[0], dr[0], xr[1], dr[1], 1])
+                continue
+            terms.append((x, dy))
+        if not any(r[4] > 1 for r in runs):
+            return None
+        for xs, ds, kx, ky, n in runs:
+            terms.append((xs[kx:kx + n].reshape(n * M, K),
+                          ds[ky:ky + n].reshape(n * M, N)))
+        ones = {len(dy): np.ones(len(dy), dtype=dy.dtype) for _x, dy in terms}
+        dot = np.dot
+        dxs = {}
+        for m, (_xr, _dr, _x, dy) in zip(order, pairs, strict=True):
+            if net.bottom_need_backward[m][0]:
+                dx = net.blob_list[net.bottom_ids[m][0]].diff.reshape(M, K)
+                if not dx.flags.c_contiguous:
+                    return None
+                dxs[m] = (dy, dx)
+
+        def bottom_diff(m):
+            if m not in dxs:
+                return lambda _t, _pd, _b: None
+            dy, dx = dxs[m]
+
+            def run(_t, _pd, _b):
+                w = blobs[0].data
+                dot(dy, w.T if transpose else w, out=dx)
+            return run
+
+        def weight_grads():
+            if w_grad:
+                wd = blobs[0].diff
+                for x, dy in terms:
+                    wd += dot(x.T, dy) if transpose else dot(dy.T, x)
+            if b_grad:
+                bd = blobs[1].diff
+                for _x, dy in terms:
+                    bd += dot(ones[len(dy)], dy)
+
+        out = {m: bottom_diff(m) for m in order[1:]}
+        first = bottom_diff(order[0])
+
+        def final(t, pd, b):
+            first(t, pd, b)
+            weight_grads()
+        out[order[0]] = final
+        return out
 
     def order_index(self, layer_id: int) -> int:
         if not hasattr(self, "_pos"):
@@ -681,6 +942,28 @@ class ExecutionPlan:
             else:
                 lines.append(f"{net.layers_list[u].type} {net.layer_names[u]}")
         return "\n".join(lines)
+
+
+def _bias_adder(y, M: int, N: int):
+    """``f(b)``: ``y += b`` over the rows of the (M, N) array ``y``. For narrow
+    rows the bias is first tiled r times so that numpy adds long rows of r*N
+    (the same sums, with less per-row overhead)."""
+    if N < 64 and M * N >= 4096:
+        r = max(d for d in range(1, min(M, 512 // N) + 1) if M % d == 0)
+        if r > 1:
+            tiled = np.empty(r * N, dtype=y.dtype)
+            tiled2 = tiled.reshape(r, N)
+            y2 = y.reshape(M // r, r * N)
+            copyto, add = np.copyto, np.add
+
+            def add_tiled(bias):
+                copyto(tiled2, bias)
+                add(y2, tiled, out=y2)
+            return add_tiled
+
+    def add_rows(bias):
+        np.add(y, bias, out=y)
+    return add_rows
 
 
 def layer_tops(net, layer) -> list[Blob]:

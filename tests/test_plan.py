@@ -284,3 +284,118 @@ def test_deferred_recurrent_weight_gradients(plan_env, monkeypatch):
     _, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
     # zH1 reads the (N, 1, H) initial state, zH2..zH5 the (N, H) hidden ones.
     assert [len(c) for c in planned.plan.chains] == [4]
+
+
+def _assert_same_diffs(a, b, names=None):
+    for name in names or a.blobs:
+        if a.blobs[name].has_diff:
+            np.testing.assert_allclose(a.blobs[name].diff, b.blobs[name].diff,
+                                       rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_recurrent_path_kernels(plan_env):
+    """Eltwise SUM diffs shared, recurrent weight gradients over stacked rows,
+    members stacked in time order; every blob diff as in the plain loop."""
+    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    plan = planned.plan
+    net = planned
+    assert [net.layer_names[u] for u in sorted(plan.aliased_sums)] == [
+        f"z{t}" for t in range(1, 6)]
+    for t in range(1, 6):
+        z, zx, zh = (net.blobs[f"{p}{t}"] for p in ("z", "zX", "zH"))
+        assert np.shares_memory(z.diff, zx.diff) and np.shares_memory(z.diff, zh.diff)
+    assert [[net.layer_names[m] for m in c] for c in plan.row_chains] == [
+        [f"zH{t}" for t in range(2, 6)]]
+    assert "batched InnerProduct x5: zX1 .. zX5" in plan.describe()
+    _assert_same_diffs(plain, planned)
+
+
+def test_unroll_built_net_diffs(plan_env):
+    sys.path.insert(0, os.path.abspath(EXAMPLES))
+    try:
+        nu = pytest.importorskip("net_unroll")
+    finally:
+        sys.path.pop(0)
+    plain, planned = _compare(nu.binary_addition_net(6, 5, None, num_hu=7), plan_env)
+    assert planned.plan.aliased_sums and planned.plan.row_chains
+    _assert_same_diffs(plain, planned)
+
+
+def test_old_deferred_weight_gradients_path(plan_env, monkeypatch):
+    from recaffe.plan import ExecutionPlan  # noqa: PLC0415
+
+    monkeypatch.setattr(ExecutionPlan, "defer_weight_grads", True)
+    monkeypatch.setattr(ExecutionPlan, "_chain_rows_backward",
+                        lambda self, members: None)
+    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    assert planned.plan.row_chains == []
+    _assert_same_diffs(plain, planned)
+
+
+def _slice_concat_net(N, widths, shared):
+    """x -> InnerProduct -> Slice (axis 1) -> per part InnerProduct -> TanH ->
+    Concat -> loss; the Slice's bottom gets a diff. With ``shared`` the parts
+    share params (time-batched, stacked), else each part has its own width."""
+    ns = caffe.NetSpec()
+    outw = [2] * len(widths) if shared else list(widths)
+    ns.x, ns.t = L.Input(shape=[dict(dim=[N, 3]), dict(dim=[N, sum(outw)])], ntop=2)
+    ns.p = L.InnerProduct(ns.x, num_output=sum(widths),
+                          weight_filler=dict(type="gaussian", std=0.5))
+    points = list(np.cumsum(widths)[:-1])
+    parts = L.Slice(ns.p, ntop=len(widths), slice_param=dict(axis=1,
+                                                            slice_point=points))
+    outs = []
+    for k, part in enumerate(parts):
+        spec = {"param": [dict(name="Wq"), dict(name="bq")]} if shared else {}
+        q = L.InnerProduct(part, num_output=outw[k],
+                           weight_filler=dict(type="gaussian", std=0.5),
+                           bias_filler=dict(type="gaussian", std=0.5), **spec)
+        setattr(ns, f"q{k}", q)
+        outs.append(L.TanH(q))
+    ns.y = L.Concat(*outs, concat_param=dict(axis=1))
+    ns.loss = L.EuclideanLoss(ns.y, ns.t)
+    return ns.to_proto()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("widths,shared", [((2, 2, 2, 2), True),
+                                           ((1, 2, 3), False),
+                                           ((3, 3, 3), True)])
+def test_slice_and_concat_kernels(plan_env, dtype, widths, shared):
+    from recaffe.backend import dtype_scope  # noqa: PLC0415
+
+    with dtype_scope(dtype):
+        plain, planned = _compare(_slice_concat_net(5, widths, shared), plan_env,
+                                  feed=_gauss, min_batched=1 if shared else 0)
+    _assert_same_diffs(plain, planned)
+
+
+def test_bias_adder_tiles_narrow_rows():
+    from recaffe.plan import _bias_adder  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    for M, N in [(800, 16), (800, 1), (100, 16), (7, 3), (4096, 1), (97, 64)]:
+        y = rng.normal(size=(M, N)).astype(np.float32)
+        b = rng.normal(size=N).astype(np.float32)
+        want = y + b
+        _bias_adder(y, M, N)(b)
+        np.testing.assert_array_equal(y, want)
+
+
+def test_blob_set_buffers():
+    from recaffe.blob import Blob  # noqa: PLC0415
+    from recaffe.errors import RecaffeError  # noqa: PLC0415
+
+    b = Blob((2, 3), dtype=np.float32)
+    flat = np.arange(8, dtype=np.float32)
+    b.set_buffers(data=flat, diff=flat)
+    assert b.data.shape == b.diff.shape == (2, 3)
+    assert np.shares_memory(b.data, flat) and np.shares_memory(b.diff, flat)
+    b.data[0, 0] = 42
+    assert flat[0] == 42 and b.diff[0, 0] == 42
+    with pytest.raises(RecaffeError, match="at least 6 elements"):
+        b.set_buffers(data=np.zeros(5, np.float32))
+    with pytest.raises(RecaffeError, match="float32"):
+        b.set_buffers(diff=np.zeros(6, np.float64))
+    with pytest.raises(RecaffeError, match="1-D"):
+        b.set_buffers(diff=np.zeros((2, 3), np.float32))

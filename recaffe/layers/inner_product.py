@@ -23,6 +23,7 @@ class InnerProductLayer(Layer):
     type = "InnerProduct"
     exact_num_bottom = 1
     exact_num_top = 1
+    _ones = None
 
     def setup(self, bottom, top):
         p = self.layer_param.inner_product_param
@@ -74,7 +75,13 @@ class InnerProductLayer(Layer):
             else:
                 w_diff += dy.T @ x
         if self.bias_term and self.param_propagate_down[1]:
-            self.blobs[1].diff += dy.sum(axis=0)
+            # ones @ dy is a GEMV: several times faster than dy.sum(axis=0).
+            ones = self._ones
+            if (ones is None or ones.shape[0] != self.M or ones.dtype != dy.dtype
+                    or type(ones) is not type(dy)):
+                ones = self._ones = xp.ones(self.M, dtype=dy.dtype)
+            bd = self.blobs[1].diff
+            bd += xp.dot(ones, dy)
         if propagate_down[0]:
             w = self.blobs[0].data
             dx = bottom[0].diff.reshape(self.M, self.K)

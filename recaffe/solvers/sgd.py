@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from recaffe.backend import get_array_module
 from recaffe.solvers.solver import Solver
 
 
@@ -23,3 +24,25 @@ class SGDSolver(Solver):
         tmp *= lr
         h += tmp
         g[...] = h
+
+    def update_params(self, rate: float) -> None:
+        """The same update for all params at once: the momentum decay and the
+        accumulation run over the flat history buffer (the same element-wise
+        operations as :meth:`compute_update_value`)."""
+        flat = self.flat_buffers()
+        if flat is None or type(self).compute_update_value is not \
+                SGDSolver.compute_update_value:
+            super().update_params(rate)
+            return
+        (h_all, *_), u_all, _ = flat
+        params, rates = self._prepare_all(rate)
+        xpm = get_array_module(h_all)
+        multiply, subtract, copyto = xpm.multiply, xpm.subtract, xpm.copyto
+        h_all *= h_all.dtype.type(self.param.momentum)
+        for b, lr, u in zip(params, rates, self.update, strict=True):
+            multiply(b.diff, lr, out=u)
+        h_all += u_all
+        for b, h in zip(params, self.history, strict=False):
+            copyto(b.diff, h)
+            d = b.data
+            subtract(d, h, out=d)

@@ -20,6 +20,7 @@ iteration and the first layer where a non-finite value appears.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import time
 from collections.abc import Callable
@@ -99,6 +100,7 @@ class Solver:
         self.last_lr: float | None = None
         self._losses: list[float] = []
         self._display_now = False
+        self._rates_cache = None
         self.net = self._init_train_net()
         self.test_nets = self._init_test_nets()
         logger.info("Solver scaffolding done.")
@@ -206,7 +208,19 @@ class Solver:
                     net.copy_from(w)
 
     def _alloc_history(self) -> None:
+        """History, update and scratch arrays, one per learnable param (and per
+        history set). Where the params share one dtype and array module, each
+        kind lives in one flat buffer and the per-param arrays are views of it,
+        so update rules can apply their element-wise steps to all params at once
+        (see :meth:`flat_buffers`)."""
         params = self.net.learnable_params
+        self._flat = None
+        self._flat_views: tuple = ()
+        arrays = [b.data for b in params]
+        mods = {backend.get_array_module(a) for a in arrays}
+        if arrays and len(mods) == 1 and len({a.dtype for a in arrays}) == 1:
+            self._make_flat(mods.pop(), arrays[0].dtype, None)
+            return
 
         def zeros_like(b):
             xpm = backend.get_array_module(b.data)
@@ -216,6 +230,59 @@ class Solver:
                         for b in params]
         self.update = [zeros_like(b) for b in params]
         self.temp = [zeros_like(b) for b in params]
+
+    def _make_flat(self, xpm, dtype, old) -> None:
+        """Allocate the flat buffers and their views; ``old`` (history, update,
+        temp lists) is copied in when given."""
+        params = self.net.learnable_params
+        total = sum(b.count for b in params)
+        nsets = self.history_sets
+
+        def views(flat):
+            out, off = [], 0
+            for b in params:
+                out.append(flat[off:off + b.count].reshape(b.shape))
+                off += b.count
+            return out
+
+        hist = [xpm.zeros(total, dtype=dtype) for _ in range(nsets)]
+        upd = xpm.zeros(total, dtype=dtype)
+        tmp = xpm.zeros(total, dtype=dtype)
+        history = [v for h in hist for v in views(h)]
+        update, temp = views(upd), views(tmp)
+        if old is not None:
+            for new_list, old_list in zip((history, update, temp), old, strict=True):
+                for a, b in zip(new_list, old_list, strict=True):
+                    a[...] = b
+        self.history, self.update, self.temp = history, update, temp
+        self._flat = (hist, upd, tmp)
+        self._flat_views = (*history, *update, *temp)
+
+    def flat_buffers(self):
+        """``(history_sets, update, temp)`` as flat arrays that hold every
+        param's values back to back (the per-param arrays are views of them), or
+        None where the params do not allow it. Re-created (contents kept) when
+        the per-param arrays were replaced, e.g. by a device move."""
+        flat = self._flat
+        views = self._flat_views
+        cur = (*self.history, *self.update, *self.temp)
+        if flat is not None and len(cur) == len(views) and all(
+                map(operator.is_, cur, views)):
+            return flat
+        if not views:
+            return None
+        params = self.net.learnable_params
+        arrays = [b.data for b in params] + list(cur)
+        mods = {backend.get_array_module(a) for a in arrays}
+        if len(mods) != 1 or len({a.dtype for a in arrays}) != 1 or \
+                len(cur) != len(views):
+            self._flat, self._flat_views = None, ()
+            return None
+        n = len(params)
+        nh = self.history_sets * n
+        self._make_flat(mods.pop(), arrays[0].dtype,
+                        (list(cur[:nh]), list(cur[nh:nh + n]), list(cur[nh + n:])))
+        return self._flat
 
     # -- pycaffe surface -------------------------------------------------------
     @property
@@ -274,25 +341,37 @@ class Solver:
         self.smoothed_loss = 0.0
         timer = time.perf_counter()
         iters_last = self.iter
+        # Solver fields read once per call (they do not change inside it).
+        test_interval = p.test_interval
+        test_init = p.test_initialization
+        display_every = p.display
+        debug = p.debug_info
+        iter_size = max(int(p.iter_size), 1)
+        snapshot_every = p.snapshot
+        net = self.net
+        callbacks = self.callbacks
         while self.iter < stop_iter:
-            self.net.clear_param_diffs()
-            if (p.test_interval > 0 and self.iter % p.test_interval == 0
-                    and (self.iter > 0 or p.test_initialization)):
+            net.clear_param_diffs()
+            if (test_interval > 0 and self.iter % test_interval == 0
+                    and (self.iter > 0 or test_init)):
                 self.test_all()
                 if self.requested_early_exit:
                     break
-            for on_start, _ in self.callbacks:
+            for on_start, _ in callbacks:
                 if on_start is not None:
                     on_start()
-            display = p.display > 0 and self.iter % p.display == 0
+            display = display_every > 0 and self.iter % display_every == 0
             self._display_now = display
-            self.net.debug_info = display and p.debug_info
-            loss = 0.0
-            iter_size = max(int(p.iter_size), 1)
-            for _ in range(iter_size):
-                loss += self.net.forward_prefilled()
-                self.net.backward_all()
-            loss /= iter_size
+            net.debug_info = display and debug
+            if iter_size == 1:
+                loss = net.forward_prefilled()
+                net.backward_all()
+            else:
+                loss = 0.0
+                for _ in range(iter_size):
+                    loss += net.forward_prefilled()
+                    net.backward_all()
+                loss /= iter_size
             if self.check_finite:
                 self._check_divergence(loss)
             self._update_smoothed_loss(loss, start_iter)
@@ -300,19 +379,19 @@ class Solver:
                 lapse = time.perf_counter() - timer
                 per_s = (self.iter - iters_last) / (lapse or 1.0)
                 logger.info(f"Iteration {self.iter} ({fmt(per_s)} iter/s, "
-                            f"{fmt(lapse)}s/{p.display} iters), "
+                            f"{fmt(lapse)}s/{display_every} iters), "
                             f"loss = {fmt(self.smoothed_loss)}")
                 timer = time.perf_counter()
                 iters_last = self.iter
-                self._log_outputs(self.net, "    Train net output #")
-            for _, on_ready in self.callbacks:
+                self._log_outputs(net, "    Train net output #")
+            for _, on_ready in callbacks:
                 if on_ready is not None:
                     on_ready()
             self.apply_update()
             self._display_now = False
             request = self._requested_action()
-            due = p.snapshot > 0 and self.iter % p.snapshot == 0
-            if due or request == "snapshot":
+            if (snapshot_every > 0 and self.iter % snapshot_every == 0) or \
+                    request == "snapshot":
                 self.snapshot()
             if request == "stop":
                 self.requested_early_exit = True
@@ -331,9 +410,8 @@ class Solver:
 
     def _check_divergence(self, loss: float) -> None:
         net = self.net
-        if math.isfinite(loss) and backend.all_finite(
-                b.diff for b in net.learnable_params):
-            return  # one device sync, not one per parameter
+        if math.isfinite(loss) and self._grads_finite():
+            return
         where = "no layer (all tops and gradients are finite)"
         # Forward order: the first layer whose output is non-finite.
         for i, layer in enumerate(net.layers_list):
@@ -372,6 +450,22 @@ class Solver:
             f"non-finite value in {where}. Lower base_lr or set clip_gradients."
         )
 
+
+    def _grads_finite(self) -> bool:
+        """Whether every learnable param's diff is finite. On the host, one
+        ``vdot(g, g)`` per param: it is finite when every element is, and a
+        non-finite result (possibly only an overflow) is confirmed element-wise;
+        on a device, one sync for all params."""
+        diffs = [b.diff for b in self.net.learnable_params]
+        if not diffs or type(diffs[0]) is not np.ndarray:
+            return backend.all_finite(diffs)
+        vdot = np.vdot
+        total = 0.0
+        for g in diffs:
+            total += vdot(g, g)
+        if math.isfinite(total):
+            return True
+        return backend.all_finite(diffs)
 
     # -- update ------------------------------------------------------------------
     def clip_gradients(self) -> None:
@@ -429,13 +523,45 @@ class Solver:
         if self._display_now:
             logger.info(f"Iteration {self.iter}, lr = {fmt(rate)}")
         self.clip_gradients()
-        for i in range(len(self.net.learnable_params)):
+        self.update_params(rate)
+        self.iter += 1
+
+    def update_params(self, rate: float) -> None:
+        """Normalise, regularise and turn every diff into its step
+        (:meth:`compute_update_value`), then ``data -= diff``. Update rules
+        may override this with a version that works on all params at once."""
+        params = self.net.learnable_params
+        for i in range(len(params)):
             self.normalize(i)
             self.regularize(i)
             self.compute_update_value(i, rate)
-        for b in self.net.learnable_params:
-            b.data -= b.diff
-        self.iter += 1
+        for b in params:
+            d = b.data
+            d -= b.diff
+
+    def _prepare_all(self, rate: float):
+        """``(params, local rates)`` after normalisation and regularisation of
+        every param (the steps that come before the update rule)."""
+        params = self.net.learnable_params
+        n = len(params)
+        if int(self.param.iter_size) > 1:
+            for i in range(n):
+                self.normalize(i)
+        if self.param.weight_decay != 0:
+            for i in range(n):
+                self.regularize(i)
+        return params, self._local_rates(rate)
+
+    def _local_rates(self, rate: float) -> list:
+        """:meth:`local_rate` of every param (cached while the rate is equal)."""
+        key = (rate, tuple(self.net.params_lr))
+        cached = self._rates_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        rates = [self.local_rate(i, rate)
+                 for i in range(len(self.net.learnable_params))]
+        self._rates_cache = (key, rates)
+        return rates
 
     # -- testing -------------------------------------------------------------------
     def test_all(self) -> None:
