@@ -30,7 +30,11 @@ Two equivalent implementations:
   ``recurrent_param.debug_info`` turns on its debug_info logging.
 - ``"fused"`` (default): the same math on the outer blobs directly: one GEMM
   for the input projection of all T steps, a loop over t for the recurrent GEMM
-  and the fused cell, and weight gradients as single GEMMs over all steps.
+  and the fused cell, and weight gradients as single GEMMs over all steps. On
+  the CPU the cell's element-wise math runs as numba kernels when numba is
+  installed (``pip install 'recaffe[fast]'``; :mod:`recaffe.backend.cpu_kernels`,
+  off with ``RECAFFE_CPU_KERNELS=0``), as numpy ufuncs otherwise; both give the
+  same numbers.
 
 Pick one with the layer attribute ``impl`` (set before setup) or the environment
 variable ``RECAFFE_RECURRENT_IMPL=net|fused``. Both honour ``lr_mult: 0`` on the

@@ -22,7 +22,7 @@ the exposed state. State carrying, T/N rules and the two implementations
 
 from __future__ import annotations
 
-from recaffe.backend import cuda_kernels
+from recaffe.backend import cpu_kernels, cuda_kernels
 from recaffe.layer import register_layer
 from recaffe.layers.recurrent import RecurrentLayer
 from recaffe.proto import caffe_pb2
@@ -170,19 +170,10 @@ class RNNLayer(RecurrentLayer):
         da2 = da.reshape(t_ * n, h)
         xp.matmul(dz, w_ho, out=da2)
         cont = bottom[1].data
-        for t in range(t_ - 1, -1, -1):
-            if fused:  # one CUDA kernel: (da + carried) * (1 - h^2)
-                if t < t_ - 1:
-                    cuda_kernels.tanh_backward_acc(da[t], self._z, hs[t + 1])
-                else:
-                    cuda_kernels.tanh_backward(da[t], hs[t + 1], da[t])
-            else:
-                if t < t_ - 1:
-                    da[t] += self._z
-                da[t] *= 1.0 - hs[t + 1] * hs[t + 1]
-            if t > 0:
-                xp.matmul(da[t], w_hh, out=self._z)
-                self._z *= cont[t][:, None]
+        if cpu_kernels.usable(xp, da, self._z, cont, hs):
+            self._backward_steps_cpu(da, cont, hs, w_hh)
+        else:
+            self._backward_steps(da, cont, hs, w_hh, fused)
         blob, on = ppd["W_hh"]
         if on:
             blob.diff += da2.T @ hc.reshape(t_ * n, h)
@@ -202,3 +193,30 @@ class RNNLayer(RecurrentLayer):
                 blob.diff += ds.T @ bottom[2].data.reshape(n, self.Ds)
             if propagate_down[2]:
                 xp.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
+
+    def _backward_steps_cpu(self, da, cont, hs, w_hh):
+        """The recurrence with one numba pass per step: (da + cont * dz) (1 - h^2)."""
+        t_ = self.T
+        z = self._z
+        for t in range(t_ - 1, -1, -1):
+            nxt = t < t_ - 1
+            cpu_kernels.rnn_backward_step(da[t], z, cont[t + 1 if nxt else t],
+                                          hs[t + 1], nxt)
+            if t > 0:
+                self.xp.matmul(da[t], w_hh, out=z)
+
+    def _backward_steps(self, da, cont, hs, w_hh, fused):
+        xp = self.xp
+        for t in range(self.T - 1, -1, -1):
+            if fused:  # one CUDA kernel: (da + carried) * (1 - h^2)
+                if t < self.T - 1:
+                    cuda_kernels.tanh_backward_acc(da[t], self._z, hs[t + 1])
+                else:
+                    cuda_kernels.tanh_backward(da[t], hs[t + 1], da[t])
+            else:
+                if t < self.T - 1:
+                    da[t] += self._z
+                da[t] *= 1.0 - hs[t + 1] * hs[t + 1]
+            if t > 0:
+                xp.matmul(da[t], w_hh, out=self._z)
+                self._z *= cont[t][:, None]

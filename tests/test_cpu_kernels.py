@@ -1,0 +1,146 @@
+"""Fused numba CPU kernels (recaffe.backend.cpu_kernels) vs the numpy path."""
+
+import numpy as np
+import pytest
+
+from recaffe import backend
+from recaffe.backend import cpu_kernels
+from recaffe.blob import Blob
+from recaffe.testing.layer_test import make_blobs, make_layer
+
+numba = pytest.importorskip("numba")
+
+FILL = ('weight_filler { type: "gaussian" std: 0.3 } '
+        'bias_filler { type: "gaussian" std: 0.2 }')
+DTYPES = (np.float32, np.float64)
+TOL = {np.float32: dict(rtol=1e-6, atol=1e-7), np.float64: dict(rtol=1e-13, atol=1e-15)}
+rng = np.random.default_rng(5)
+
+
+def _run(monkeypatch, kernels, ltype, h, bottoms, dtype, extra="", pd=None, calls=2):
+    """Forward + backward ``calls`` times (state carried); all outputs."""
+    monkeypatch.setenv(cpu_kernels.ENV, "1" if kernels else "0")
+    text = (f'name: "r" type: "{ltype}" recurrent_param {{ num_output: {h} {FILL} '
+            f'{extra} }}')
+    backend.set_random_seed(3)
+    with backend.dtype_scope(dtype):
+        layer = make_layer(text)
+        layer.impl = "fused"
+        bottom = make_blobs(bottoms, dtype)
+        ntop = 1 + (len(layer.state_names) if "expose_hidden" in extra else 0)
+        top = [Blob((), dtype=dtype) for _ in range(ntop)]
+        layer.SetUp(bottom, top)
+    pd = pd or [True] + [False] * (len(bottoms) - 1)
+    outs = []
+    r = np.random.default_rng(9)
+    for _ in range(calls):
+        layer.Forward(bottom, top)
+        top[0].diff[...] = r.uniform(-1, 1, top[0].shape)
+        for t in top[1:]:
+            t.diff[...] = 0
+        for p in layer.blobs:
+            p.diff[...] = 0
+        layer.Backward(top, pd, bottom)
+        outs += [t.data.copy() for t in top] + [p.diff.copy() for p in layer.blobs]
+        outs += [b.diff.copy() for b, want in zip(bottom, pd, strict=True) if want]
+    return outs
+
+
+def _cont(t, n, values=(0.0, 1.0)):
+    return rng.choice(values, (t, n)).astype(float)
+
+
+LSTM_CASES = [
+    # (H, bottoms, extra, propagate_down)
+    (5, [rng.uniform(-2, 2, (4, 3, 2, 3)), _cont(4, 3)], "", None),
+    (7, [rng.uniform(-2, 2, (3, 2, 4)), _cont(3, 2, (0.0, 0.5, 1.0)),
+         rng.uniform(-1, 1, (2, 3))], "", [True, False, True]),
+    (6, [rng.uniform(-1, 1, (3, 4, 2)), _cont(3, 4), rng.uniform(-1, 1, (1, 4, 6)),
+         rng.uniform(-1, 1, (1, 4, 6))], "expose_hidden: true",
+     [True, False, False, False]),
+    # saturated gates: large inputs must not overflow
+    (4, [rng.uniform(-60, 60, (3, 2, 3)), np.ones((3, 2))], "", None),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(len(LSTM_CASES)))
+def test_lstm_kernels_match_numpy_path(monkeypatch, dtype, case):
+    h, bottoms, extra, pd = LSTM_CASES[case]
+    a = _run(monkeypatch, True, "LSTM", h, bottoms, dtype, extra, pd)
+    b = _run(monkeypatch, False, "LSTM", h, bottoms, dtype, extra, pd)
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert np.all(np.isfinite(x))
+        np.testing.assert_allclose(x, y, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_parallel_kernels_match_numpy_path(monkeypatch, dtype):
+    monkeypatch.setattr(cpu_kernels, "PARALLEL_MIN", 0)
+    bottoms = [rng.uniform(-1, 1, (3, 5, 4)), _cont(3, 5)]
+    a = _run(monkeypatch, True, "LSTM", 9, bottoms, dtype)
+    b = _run(monkeypatch, False, "LSTM", 9, bottoms, dtype)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("static", [False, True])
+def test_rnn_kernels_match_numpy_path(monkeypatch, dtype, static):
+    bottoms = [rng.uniform(-2, 2, (4, 3, 5)), _cont(4, 3)]
+    pd = [True, False]
+    if static:
+        bottoms.append(rng.uniform(-1, 1, (3, 2)))
+        pd.append(True)
+    a = _run(monkeypatch, True, "RNN", 6, bottoms, dtype, pd=pd)
+    b = _run(monkeypatch, False, "RNN", 6, bottoms, dtype, pd=pd)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("has_next", [False, True])
+def test_lstm_backward_step_formula(dtype, has_next):
+    n, h = 3, 4
+    r = np.random.default_rng(1)
+    acts = r.uniform(0.05, 0.95, (n, 4 * h)).astype(dtype)
+    acts[:, 3 * h:] = r.uniform(-0.9, 0.9, (n, h))
+    c_prev, tc, dtop, dh = (r.uniform(-1, 1, (n, h)).astype(dtype) for _ in range(4))
+    cont = np.array([1, 0, 0.5], dtype=dtype)
+    dc = r.uniform(-1, 1, (n, h)).astype(dtype)
+    dc0 = dc.copy()
+    dg = np.empty((n, 4 * h), dtype)
+    cpu_kernels.lstm_backward_step(acts, c_prev, tc, dtop, dh, cont, has_next, dg, dc)
+    i, f, o, g = (acts[:, k * h:(k + 1) * h] for k in range(4))
+    d_h = dtop + dh * cont[:, None] if has_next else dtop
+    dcv = dc0 + d_h * o * (1 - tc * tc)
+    want = np.concatenate([dcv * g * i * (1 - i), dcv * c_prev * f * (1 - f),
+                           d_h * tc * o * (1 - o), dcv * i * (1 - g * g)], axis=1)
+    np.testing.assert_allclose(dg, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(dc, dcv * f, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_enabled_switches(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ENV, "1")
+    assert cpu_kernels.enabled(np)
+    assert cpu_kernels.usable(np, np.zeros(2, np.float32), np.zeros(3, np.float32))
+    assert not cpu_kernels.usable(np, np.zeros(2, np.float32), np.zeros(3))
+    assert not cpu_kernels.usable(np, np.zeros(2, np.int64))
+    assert not cpu_kernels.enabled(object())
+    monkeypatch.setenv(cpu_kernels.ENV, "0")
+    assert not cpu_kernels.enabled(np)
+
+
+def test_numba_absent_falls_back(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ENV, "1")
+    monkeypatch.setitem(cpu_kernels._state, "checked", True)
+    monkeypatch.setitem(cpu_kernels._state, "numba", None)
+    assert not cpu_kernels.available()
+    assert not cpu_kernels.enabled(np)
+    bottoms = [rng.uniform(-1, 1, (2, 2, 3)), _cont(2, 2)]
+    out = _run(monkeypatch, True, "LSTM", 3, bottoms, np.float64)
+    monkeypatch.setitem(cpu_kernels._state, "checked", False)
+    ref = _run(monkeypatch, True, "LSTM", 3, bottoms, np.float64)
+    for x, y in zip(out, ref, strict=True):
+        np.testing.assert_allclose(x, y, **TOL[np.float64])
