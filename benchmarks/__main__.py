@@ -43,9 +43,19 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="BLAS/PyTorch threads in every worker (default: all CPUs)")
     ap.add_argument("--json", help="also write all measurements to this file")
+    ap.add_argument("--blas", default=os.environ.get("RECAFFE_BLAS", "numpy"),
+                    help="BLAS for recaffe's layers in every worker (RECAFFE_BLAS): "
+                         "numpy, openblas, mkl, atlas, blis or a library path")
     args = ap.parse_args(argv)
     names = list(SUITES) if args.which == "all" else [args.which]
-    print(f"machine: {machine()}; threads: {args.threads}\n")
+    os.environ["RECAFFE_BLAS"] = args.blas
+    from recaffe.backend import blas as rblas  # noqa: PLC0415
+
+    info = rblas.set_blas(args.blas)
+    where = (info.get("path")
+             or f"numpy's {info['library']} {info['numpy_blas_version']}")
+    print(f"machine: {machine()}; threads: {args.threads}; recaffe BLAS: "
+          f"{info['selected']} ({where})\n")
     records = []
     for name in names:
         t0 = time.perf_counter()

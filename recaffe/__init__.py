@@ -122,6 +122,8 @@ _LAZY = {
     "AdaDeltaSolver": ("recaffe.solvers", "AdaDeltaSolver"),
     "AdamSolver": ("recaffe.solvers", "AdamSolver"),
     "unroll": ("recaffe.recurrent", "unroll"),
+    "set_blas": ("recaffe.backend.blas", "set_blas"),
+    "set_blas_threads": ("recaffe.backend.blas", "set_num_threads"),
     "Classifier": ("recaffe.classifier", "Classifier"),
     "Detector": ("recaffe.detector", "Detector"),
 }

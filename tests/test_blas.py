@@ -99,3 +99,92 @@ def test_gemm_external_library(lib):
     _check_gemm(np.float32, 1e-4)
     _check_gemm(np.float64, 1e-10)
     blas.set_num_threads(1)
+
+
+class _RecordingLib:
+    """A stand-in CBLAS that records calls and computes with numpy."""
+
+    path = "<recording>"
+
+    def __init__(self):
+        self.calls = 0
+
+    def set_threads(self, n):
+        return True
+
+    def _gemm(self, dtype, order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        import ctypes  # noqa: PLC0415
+
+        self.calls += 1
+
+        def view(ptr, rows, cols, ld):
+            buf = (ctypes.c_char * (rows * ld * np.dtype(dtype).itemsize)).from_address(
+                ptr)
+            return np.frombuffer(buf, dtype=dtype).reshape(rows, ld)[:, :cols]
+
+        opa = view(a, k, m, lda).T if ta == 112 else view(a, m, k, lda)
+        opb = view(b, n, k, ldb).T if tb == 112 else view(b, k, n, ldb)
+        out = view(c, m, n, ldc)
+        out[...] = alpha * (opa @ opb) + (beta * out if beta else 0)
+
+    def sgemm(self, *args):
+        self._gemm(np.float32, *args)
+
+    def dgemm(self, *args):
+        self._gemm(np.float64, *args)
+
+
+LAYERS = {
+    "InnerProduct": ('type: "InnerProduct" inner_product_param { num_output: 5 '
+                     'weight_filler { type: "gaussian" } }', [(4, 3, 2)]),
+    "Convolution": ('type: "Convolution" convolution_param { num_output: 4 '
+                    'kernel_size: 3 group: 2 weight_filler { type: "gaussian" } }',
+                    [(2, 4, 6, 6)]),
+    "Deconvolution": ('type: "Deconvolution" convolution_param { num_output: 4 '
+                      'kernel_size: 2 stride: 2 weight_filler { type: "gaussian" } }',
+                      [(2, 4, 3, 3)]),
+    "LSTM": ('type: "LSTM" recurrent_param { num_output: 6 weight_filler { '
+             'type: "gaussian" std: 0.3 } }', [(4, 3, 5), "cont"]),
+    "RNN": ('type: "RNN" recurrent_param { num_output: 6 weight_filler { '
+            'type: "gaussian" std: 0.3 } }', [(4, 3, 5), "cont"]),
+}
+
+
+def _run_layer(ltype):
+    from recaffe import backend  # noqa: PLC0415
+    from recaffe.blob import Blob  # noqa: PLC0415
+    from recaffe.testing import make_blobs, make_layer  # noqa: PLC0415
+
+    text, shapes = LAYERS[ltype]
+    rng = np.random.default_rng(0)
+    arrays = []
+    for s in shapes:
+        if s == "cont":
+            t, n = shapes[0][:2]
+            c = np.ones((t, n), np.float32)
+            c[0] = 0
+            arrays.append(c)
+        else:
+            arrays.append(rng.standard_normal(s).astype(np.float32))
+    backend.set_random_seed(3)
+    layer = make_layer(text)
+    bottom = make_blobs(arrays)
+    top = [Blob(())]
+    layer.SetUp(bottom, top)
+    layer.Forward(bottom, top)
+    top[0].diff[...] = rng.standard_normal(top[0].shape)
+    layer.Backward(top, [True] + [False] * (len(bottom) - 1), bottom)
+    return ([top[0].data.copy(), bottom[0].diff.copy()]
+            + [b.diff.copy() for b in layer.blobs])
+
+
+@pytest.mark.parametrize("ltype", sorted(LAYERS))
+def test_layer_gemms_go_through_the_selected_library(ltype, monkeypatch):
+    expected = _run_layer(ltype)
+    lib = _RecordingLib()
+    monkeypatch.setitem(blas._state, "lib", lib)  # noqa: SLF001
+    monkeypatch.setitem(blas._state, "name", "recording")  # noqa: SLF001
+    got = _run_layer(ltype)
+    assert lib.calls > 0, f"{ltype} did not call the selected BLAS"
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)

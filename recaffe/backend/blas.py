@@ -261,3 +261,48 @@ def gemm(a, b, out=None, trans_a: bool = False, trans_b: bool = False,
 def selected() -> str:
     """The name given to the last :func:`set_blas` ('numpy' by default)."""
     return _state["name"]
+
+
+def _module_matmul(a, b, out):
+    if isinstance(a, np.ndarray):
+        return np.matmul(a, b, out=out)
+    import cupy  # noqa: PLC0415 - only reached with device arrays
+
+    return cupy.matmul(a, b, out=out)
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` (2-D, or a batch of 3-D) into ``out``, through the selected BLAS.
+
+    The layers' GEMMs go through here, so :func:`set_blas` changes the library
+    that runs them; with the default (numpy) it is ``numpy.matmul``.
+    """
+    lib = _state["lib"]
+    if lib is None or not isinstance(a, np.ndarray):
+        return _module_matmul(a, b, out)
+    if out is None:
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+                       + (a.shape[-2], b.shape[-1]), dtype=np.result_type(a, b))
+    if a.ndim == 2 and b.ndim == 2:
+        return gemm(a, b, out)
+    for i in range(out.shape[0]):
+        gemm(a[i] if a.ndim == 3 else a, b[i] if b.ndim == 3 else b, out[i])
+    return out
+
+
+def matmul_acc(a, b, out) -> None:
+    """``out += a @ b`` through the selected BLAS (no temporary with a library)."""
+    lib = _state["lib"]
+    if lib is None or not isinstance(a, np.ndarray):
+        out += a @ b
+        return
+    if a.ndim == 2 and b.ndim == 2:
+        gemm(a, b, out, beta=1.0)
+        return
+    for i in range(out.shape[0]):
+        gemm(a[i] if a.ndim == 3 else a, b[i] if b.ndim == 3 else b, out[i], beta=1.0)
+
+
+# RECAFFE_BLAS=<name or path> selects the library for a whole program.
+if os.environ.get("RECAFFE_BLAS", "numpy").strip().lower() not in ("", "numpy"):
+    set_blas(os.environ["RECAFFE_BLAS"])

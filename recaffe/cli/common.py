@@ -63,6 +63,25 @@ def add_state_flags(p: argparse.ArgumentParser) -> None:
 def add_gpu_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu", default="",
                    help="GPU id to use (e.g. 0), or 'all'; empty = CPU")
+    p.add_argument("--blas", default="",
+                   help="BLAS for the layers' matrix products: numpy (default), "
+                        "openblas, mkl, atlas, blis or a CBLAS library path")
+    p.add_argument("--blas_threads", type=int, default=0,
+                   help="BLAS threads (0 = the library's default)")
+
+
+def select_blas(args) -> None:
+    """Apply -blas / -blas_threads and log the BLAS in use."""
+    from recaffe.backend import blas  # noqa: PLC0415
+
+    if getattr(args, "blas", ""):
+        blas.set_blas(args.blas)
+    if getattr(args, "blas_threads", 0):
+        blas.set_num_threads(args.blas_threads)
+    info = blas.info()
+    where = f" ({info['path']})" if info.get("path") else ""
+    logger.info(f"BLAS: {info['library']}{where} (selected '{info['selected']}'), "
+                f"threads: {info.get('threads')}")
 
 
 def stages(flag: str) -> list[str]:

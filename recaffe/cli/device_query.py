@@ -82,6 +82,14 @@ def report(gpu_flag: str = "") -> list[str]:
 
     lines = [f"Backend: {backend.mode()} (numpy {np.__version__})"]
     lines += blas_info()
+    from recaffe.backend import blas  # noqa: PLC0415
+
+    sel = blas.info()
+    if sel.get("path"):
+        lines.append(f"Layers' GEMMs: {sel['library']} ({sel['path']}), threads: "
+                     f"{sel.get('threads')}")
+    else:
+        lines.append("Layers' GEMMs: numpy's BLAS (select another with -blas)")
     lines.append(f"CPU count: {os.cpu_count()}")
     lines += gpu_lines(gpu_flag)
     return lines
@@ -95,6 +103,10 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     setup_logging(args.log_file)
     try:
+        if args.blas:
+            from recaffe.backend import blas  # noqa: PLC0415
+
+            blas.set_blas(args.blas)
         if args.gpu:
             logger.info(f"Querying GPUs {args.gpu}")
         for line in report(args.gpu):

@@ -17,6 +17,7 @@ from recaffe.cli.common import (
     add_log_flags,
     add_state_flags,
     parse_phase,
+    select_blas,
     select_device,
     setup_logging,
     stages,
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     setup_logging(args.log_file)
     try:
         select_device(args.gpu)
+        select_blas(args)
         phase = parse_phase(args.phase, caffe_pb2.TRAIN)
         net = Net(args.model, phase, level=args.level, stages=stages(args.stage))
         if args.weights:

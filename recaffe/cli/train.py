@@ -20,6 +20,7 @@ from recaffe.cli.common import (
     add_gpu_flag,
     add_log_flags,
     add_state_flags,
+    select_blas,
     select_device,
     setup_logging,
     stages,
@@ -101,6 +102,7 @@ def main(argv: list[str]) -> int:
         if args.iterations is not None:
             param.max_iter = args.iterations
         select_device(args.gpu, param)
+        select_blas(args)
         if args.snapshot or args.weights:
             param.ClearField("weights")
         if args.weights:

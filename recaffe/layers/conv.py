@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+from recaffe.backend import blas
 from recaffe.errors import ShapeError
 from recaffe.layer import Layer, register_layer
 from recaffe.layers.conv_util import (
@@ -194,7 +195,6 @@ class ConvolutionLayer(BaseConvolutionLayer):
         return out
 
     def forward(self, bottom, top):
-        xp = self.xp
         g, co, ci = self.group, self.num_output, self.channels
         kdim = ci // g * math.prod(self.kernel)
         o = math.prod(self.out_spatial)
@@ -206,13 +206,12 @@ class ConvolutionLayer(BaseConvolutionLayer):
                 plan = self._plan(nb)
                 col = plan.im2col(x[b0:b0 + nb], channel_major=True)
                 out = self._buf("y", (g, co // g, nb * o), x.dtype)
-                xp.matmul(w, col.reshape(g, kdim, nb * o), out=out)
+                blas.matmul(w, col.reshape(g, kdim, nb * o), out=out)
                 y[b0:b0 + nb] = out.reshape(co, nb, o).transpose(1, 0, 2)
             if self.bias_term:
                 y += self.blobs[1].data.reshape(1, co, 1)
 
     def backward(self, top, propagate_down, bottom):
-        xp = self.xp
         g, co, ci = self.group, self.num_output, self.channels
         kdim = ci // g * math.prod(self.kernel)
         o = math.prod(self.out_spatial)
@@ -235,10 +234,10 @@ class ConvolutionLayer(BaseConvolutionLayer):
                     col = plan.im2col(x[b0:b0 + nb], channel_major=True)
                     dw = self.blobs[0].diff.reshape(g, co // g, kdim)
                     colg = col.reshape(g, kdim, nb * o)
-                    dw += xp.matmul(dyg, colg.transpose(0, 2, 1))
+                    blas.matmul_acc(dyg, colg.transpose(0, 2, 1), dw)
                 if dx is not None:
                     dcol = self._buf("dcol", (g, kdim, nb * o), x.dtype)
-                    xp.matmul(w.transpose(0, 2, 1), dyg, out=dcol)
+                    blas.matmul(w.transpose(0, 2, 1), dyg, out=dcol)
                     plan.col2im(dcol.reshape(g * kdim, nb * o), dx[b0:b0 + nb],
                                 channel_major=True)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+from recaffe.backend import blas
 from recaffe.errors import ShapeError
 from recaffe.layer import register_layer
 from recaffe.layers.conv import BaseConvolutionLayer
@@ -54,7 +55,6 @@ class DeconvolutionLayer(BaseConvolutionLayer):
         return xt.reshape(ci, nb * i)
 
     def forward(self, bottom, top):
-        xp = self.xp
         g, co, ci = self.group, self.num_output, self.channels
         kdim = co // g * math.prod(self.kernel)
         i = math.prod(self.in_spatial)
@@ -66,7 +66,8 @@ class DeconvolutionLayer(BaseConvolutionLayer):
                 plan = self._plan(nb)
                 xt = self._x_transposed(x, b0, nb, "xt")
                 col = self._buf("col", (g, kdim, nb * i), x.dtype)
-                xp.matmul(w.transpose(0, 2, 1), xt.reshape(g, ci // g, nb * i), out=col)
+                blas.matmul(w.transpose(0, 2, 1), xt.reshape(g, ci // g, nb * i),
+                            out=col)
                 plan.col2im(col.reshape(g * kdim, nb * i), y[b0:b0 + nb],
                             channel_major=True)
             if self.bias_term:
@@ -74,7 +75,6 @@ class DeconvolutionLayer(BaseConvolutionLayer):
                     1, co, 1)
 
     def backward(self, top, propagate_down, bottom):
-        xp = self.xp
         g, co, ci = self.group, self.num_output, self.channels
         kdim = co // g * math.prod(self.kernel)
         i = math.prod(self.in_spatial)
@@ -95,8 +95,8 @@ class DeconvolutionLayer(BaseConvolutionLayer):
                     xt = self._x_transposed(x, b0, nb, "xt")
                     dw = self.blobs[0].diff.reshape(g, ci // g, kdim)
                     xg = xt.reshape(g, ci // g, nb * i)
-                    dw += xp.matmul(xg, col.transpose(0, 2, 1))
+                    blas.matmul_acc(xg, col.transpose(0, 2, 1), dw)
                 if dx is not None:
                     dxt = self._buf("dxt", (g, ci // g, nb * i), x.dtype)
-                    xp.matmul(w, col, out=dxt)
+                    blas.matmul(w, col, out=dxt)
                     dx[b0:b0 + nb] = dxt.reshape(ci, nb, i).transpose(1, 0, 2)

@@ -14,6 +14,7 @@ Gradients: to the bottom and both params.
 
 from __future__ import annotations
 
+from recaffe.backend import blas
 from recaffe.errors import ShapeError
 from recaffe.layer import Layer, register_layer
 
@@ -56,11 +57,10 @@ class InnerProductLayer(Layer):
         top[0].reshape(bottom[0].shape[:axis] + (self.N,))
 
     def forward(self, bottom, top):
-        xp = self.xp
         x = bottom[0].data.reshape(self.M, self.K)
         w = self.blobs[0].data
         y = top[0].data.reshape(self.M, self.N)
-        xp.matmul(x, w if self.transpose else w.T, out=y)
+        blas.matmul(x, w if self.transpose else w.T, out=y)
         if self.bias_term:
             y += self.blobs[1].data
 
@@ -71,9 +71,9 @@ class InnerProductLayer(Layer):
         if self.param_propagate_down[0]:
             w_diff = self.blobs[0].diff
             if self.transpose:
-                w_diff += x.T @ dy
+                blas.matmul_acc(x.T, dy, w_diff)
             else:
-                w_diff += dy.T @ x
+                blas.matmul_acc(dy.T, x, w_diff)
         if self.bias_term and self.param_propagate_down[1]:
             # ones @ dy is a GEMV: several times faster than dy.sum(axis=0).
             ones = self._ones
@@ -85,4 +85,4 @@ class InnerProductLayer(Layer):
         if propagate_down[0]:
             w = self.blobs[0].data
             dx = bottom[0].diff.reshape(self.M, self.K)
-            xp.matmul(dy, w.T if self.transpose else w, out=dx)
+            blas.matmul(dy, w.T if self.transpose else w, out=dx)

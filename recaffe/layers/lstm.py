@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recaffe.backend import cpu_kernels, cuda_kernels
+from recaffe.backend import blas, cpu_kernels, cuda_kernels
 from recaffe.layer import register_layer
 from recaffe.layers.lstm_unit import sigmoid_into
 from recaffe.layers.recurrent import RecurrentLayer
@@ -157,7 +157,7 @@ class LSTMLayer(RecurrentLayer):
         gx, acts, cs, tc, hc, zt = (self._gx, self._acts, self._cs, self._tc,
                                     self._hc, self._zt)
         gx2 = gx.reshape(t_ * n, 4 * h)
-        np.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
+        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
         gx2 += b_c
         if self.static_input:
             gx += bottom[2].data.reshape(n, self.Ds) @ w_s.T
@@ -167,7 +167,7 @@ class LSTMLayer(RecurrentLayer):
         cs[0] = init[1]
         fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
         for t in range(t_):
-            np.matmul(w_hc, hc[t].T, out=zt)
+            blas.matmul(w_hc, hc[t].T, out=zt)
             at, c = acts[t], cs[t + 1]
             nxt = t + 1 < t_
             if fast:
@@ -225,7 +225,7 @@ class LSTMLayer(RecurrentLayer):
                 np.multiply(dcv * i, 1.0 - g * g, out=dgt[:, 3 * h:])
                 np.multiply(dcv, f, out=dc)
             if t > 0:
-                np.matmul(dgt, w_hc, out=dh)
+                blas.matmul(dgt, w_hc, out=dh)
         self._param_grads(dg, propagate_down, bottom, ppd, w_xc, w_s)
 
     def _param_grads(self, dg, propagate_down, bottom, ppd, w_xc, w_s):
@@ -235,16 +235,16 @@ class LSTMLayer(RecurrentLayer):
         dg2 = dg.reshape(t_ * n, 4 * h)
         blob, on = ppd["W_hc"]
         if on:
-            blob.diff += dg2.T @ hc.reshape(t_ * n, h)
+            blas.matmul_acc(dg2.T, hc.reshape(t_ * n, h), blob.diff)
         x2 = bottom[0].data.reshape(t_ * n, self.Dx)
         blob, on = ppd["W_xc"]
         if on:
-            blob.diff += dg2.T @ x2
+            blas.matmul_acc(dg2.T, x2, blob.diff)
         blob, on = ppd["b_c"]
         if on:
             blob.diff += dg2.sum(axis=0)
         if propagate_down[0]:
-            xp.matmul(dg2, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
+            blas.matmul(dg2, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
         if self.static_input:
             ds = dg.sum(axis=0)
             blob, on = ppd["W_xc_static"]

@@ -22,7 +22,7 @@ the exposed state. State carrying, T/N rules and the two implementations
 
 from __future__ import annotations
 
-from recaffe.backend import cpu_kernels, cuda_kernels
+from recaffe.backend import blas, cpu_kernels, cuda_kernels
 from recaffe.layer import register_layer
 from recaffe.layers.recurrent import RecurrentLayer
 from recaffe.proto import caffe_pb2
@@ -123,7 +123,7 @@ class RNNLayer(RecurrentLayer):
         w_xh, b_h, w_s, w_hh, w_ho, b_o = self._weights()
         a, hs, hc, z = self._a, self._hs, self._hc, self._z
         a2 = a.reshape(t_ * n, h)
-        xp.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xh.T, out=a2)
+        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xh.T, out=a2)
         a2 += b_h
         s = None
         if self.static_input:
@@ -132,13 +132,13 @@ class RNNLayer(RecurrentLayer):
         hs[0] = init[0]
         for t in range(t_):
             xp.multiply(hs[t], cont[t][:, None], out=hc[t])
-            xp.matmul(hc[t], w_hh.T, out=z)
+            blas.matmul(hc[t], w_hh.T, out=z)
             z += a[t]
             if s is not None:
                 z += s
             xp.tanh(z, out=hs[t + 1])
         o2 = self._o.reshape(t_ * n, h)
-        xp.matmul(hs[1:].reshape(t_ * n, h), w_ho.T, out=o2)
+        blas.matmul(hs[1:].reshape(t_ * n, h), w_ho.T, out=o2)
         o2 += b_o
         xp.tanh(o2, out=o2)
         top[0].data[...] = self._o
@@ -162,13 +162,13 @@ class RNNLayer(RecurrentLayer):
             dz = dy2 * (1.0 - o2 * o2)
         blob, on = ppd["W_ho"]
         if on:
-            blob.diff += dz.T @ hs[1:].reshape(t_ * n, h)
+            blas.matmul_acc(dz.T, hs[1:].reshape(t_ * n, h), blob.diff)
         blob, on = ppd["b_o"]
         if on:
             blob.diff += dz.sum(axis=0)
         da = self._a  # reused: holds dL/d(pre-activation of h_t)
         da2 = da.reshape(t_ * n, h)
-        xp.matmul(dz, w_ho, out=da2)
+        blas.matmul(dz, w_ho, out=da2)
         cont = bottom[1].data
         if cpu_kernels.usable(xp, da, self._z, cont, hs):
             self._backward_steps_cpu(da, cont, hs, w_hh)
@@ -176,16 +176,16 @@ class RNNLayer(RecurrentLayer):
             self._backward_steps(da, cont, hs, w_hh, fused)
         blob, on = ppd["W_hh"]
         if on:
-            blob.diff += da2.T @ hc.reshape(t_ * n, h)
+            blas.matmul_acc(da2.T, hc.reshape(t_ * n, h), blob.diff)
         x2 = bottom[0].data.reshape(t_ * n, self.Dx)
         blob, on = ppd["W_xh"]
         if on:
-            blob.diff += da2.T @ x2
+            blas.matmul_acc(da2.T, x2, blob.diff)
         blob, on = ppd["b_h"]
         if on:
             blob.diff += da2.sum(axis=0)
         if propagate_down[0]:
-            xp.matmul(da2, w_xh, out=bottom[0].diff.reshape(t_ * n, self.Dx))
+            blas.matmul(da2, w_xh, out=bottom[0].diff.reshape(t_ * n, self.Dx))
         if self.static_input:
             ds = da.sum(axis=0)
             blob, on = ppd["W_xh_static"]
@@ -203,10 +203,9 @@ class RNNLayer(RecurrentLayer):
             cpu_kernels.rnn_backward_step(da[t], z, cont[t + 1 if nxt else t],
                                           hs[t + 1], nxt)
             if t > 0:
-                self.xp.matmul(da[t], w_hh, out=z)
+                blas.matmul(da[t], w_hh, out=z)
 
     def _backward_steps(self, da, cont, hs, w_hh, fused):
-        xp = self.xp
         for t in range(self.T - 1, -1, -1):
             if fused:  # one CUDA kernel: (da + carried) * (1 - h^2)
                 if t < self.T - 1:
@@ -218,5 +217,5 @@ class RNNLayer(RecurrentLayer):
                     da[t] += self._z
                 da[t] *= 1.0 - hs[t + 1] * hs[t + 1]
             if t > 0:
-                xp.matmul(da[t], w_hh, out=self._z)
+                blas.matmul(da[t], w_hh, out=self._z)
                 self._z *= cont[t][:, None]
