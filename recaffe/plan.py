@@ -468,6 +468,7 @@ class ExecutionPlan:
     def _build_steps(self) -> None:
         net = self.net
         fwd, bwd = [], []
+        bwd_steps: list[int] = []
         self.watch: list[tuple[Blob, tuple]] = []
         chain_bwd: dict[int, object] = {}
         self.row_chains: list[list[int]] = []
@@ -486,6 +487,7 @@ class ExecutionPlan:
                 fwd.append((self._group_forward(g, kf), g.pb, g.pt))
                 if net.layer_need_backward[g.members[0]]:
                     bwd.append((self._group_backward(g, kb), g.pt, pd, g.pb))
+                    bwd_steps.append(len(fwd) - 1)
                 continue
             layer = net.layers_list[u]
             b, t = net.bottom_vecs[u], net.top_vecs[u]
@@ -505,8 +507,12 @@ class ExecutionPlan:
                 f = chain_bwd.get(u) or (kb if kf is not None else None)
                 f = f or layer.backward
                 bwd.append((f, t, net.bottom_need_backward[u], b))
+                bwd_steps.append(len(fwd) - 1)
         bwd.reverse()
+        bwd_steps.reverse()
         self.fwd, self.bwd = fwd, bwd
+        #: for each backward entry, the index of its step in ``self.fwd``
+        self.bwd_steps = bwd_steps
         self.loss = 0.0
 
     def _wrapped_forward(self, layer, pure, losses):
@@ -928,6 +934,26 @@ class ExecutionPlan:
     def shapes_valid(self) -> bool:
         """Cheap check that the watched (reshaped-every-time) tops kept shape."""
         return all(b.shape == s for b, s in self.watch)
+
+    def timed_pass(self, sync=lambda: None) -> tuple[list[float], list[float]]:
+        """One forward and one backward, timed per step: (forward seconds per
+        step, backward seconds per step; 0 where a step has no backward)."""
+        from time import perf_counter  # noqa: PLC0415
+
+        fwd_t = [0.0] * len(self.fwd)
+        bwd_t = [0.0] * len(self.fwd)
+        self.loss = 0.0
+        for k, (f, b, t) in enumerate(self.fwd):
+            t0 = perf_counter()
+            f(b, t)
+            sync()
+            fwd_t[k] = perf_counter() - t0
+        for (f, t, pd, b), k in zip(self.bwd, self.bwd_steps, strict=True):
+            t0 = perf_counter()
+            f(t, pd, b)
+            sync()
+            bwd_t[k] = perf_counter() - t0
+        return fwd_t, bwd_t
 
     def describe(self) -> str:
         """One line per step (for logs and tests)."""

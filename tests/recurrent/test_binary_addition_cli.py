@@ -58,3 +58,6 @@ def test_recaffe_train_parse_log_plot_time(tmp_path):
     assert timed.returncode == 0, timed.stderr
     assert "Average Forward-Backward:" in timed.stderr
     assert "zX_t1\tforward:" in timed.stderr
+    # ... and per step of the execution plan that training uses.
+    assert "batched InnerProduct x9: zX_t1 .. zX_t9\tforward:" in timed.stderr
+    assert "Plan Forward-Backward:" in timed.stderr
