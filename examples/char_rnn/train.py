@@ -34,9 +34,9 @@ import charnet  # noqa: E402
 import corpus  # noqa: E402
 
 import recaffe  # noqa: E402
-from recaffe.errors import RecaffeError  # noqa: E402
 from recaffe.io.prototxt import to_text  # noqa: E402
 from recaffe.proto import caffe_pb2  # noqa: E402
+from recaffe.tools.script import plot_curve, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                 f"bits/char = {bpc:.4f} (unigram {unigram:.4f})")
     print(f"held-out bits/char: {bpc:.4f}  (unigram model: {unigram:.4f}; "
           f"{solver.iter} iterations, {elapsed:.1f} s)")
-    plot(logfile, os.path.join(args.out, "char_rnn_loss.png"))
+    plot_curve(logfile, os.path.join(args.out, "char_rnn_loss.png"), "char_rnn")
     return 0
 
 
@@ -212,20 +212,5 @@ class Feeder:
         self.carry()
 
 
-def plot(logfile: str, png: str) -> None:
-    try:
-        from recaffe.cli.plot import plot_log  # noqa: PLC0415
-
-        plot_log(logfile, png)
-    except RecaffeError as exc:
-        print(f"char_rnn: no loss-curve PNG: {exc}")
-        return
-    print(f"loss curve: {png}")
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except RecaffeError as exc:
-        print(f"char_rnn: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "char_rnn")

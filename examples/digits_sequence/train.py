@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 # Small GEMMs: BLAS threads cost more than they give (set before numpy loads).
@@ -35,11 +34,11 @@ import numpy as np  # noqa: E402
 
 import recaffe  # noqa: E402
 from recaffe import layers as L  # noqa: E402
-from recaffe.errors import RecaffeError  # noqa: E402
 from recaffe.io.prototxt import to_text  # noqa: E402
 from recaffe.net_spec import NetSpec  # noqa: E402
 from recaffe.proto import caffe_pb2  # noqa: E402
 from recaffe.recurrent import gru  # noqa: E402
+from recaffe.tools.script import last_test_output, plot_curve, run_main  # noqa: E402
 
 ROWS = COLS = 8
 NUM_TEST = 360
@@ -167,15 +166,6 @@ def solver_param(args, train_net: str, test_net: str):
     return s
 
 
-def last_accuracy(logfile: str) -> float | None:
-    value = None
-    with open(logfile, encoding="utf-8") as f:
-        for line in f:
-            if "Test net output #" in line and ": accuracy = " in line:
-                value = float(line.split(": accuracy = ")[1].split()[0])
-    return value
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     images, labels = load_digits()
@@ -207,29 +197,15 @@ def main(argv=None) -> int:
     if solver.iter % args.test_interval:
         solver.test(0)
     elapsed = time.perf_counter() - start
-    acc = last_accuracy(logfile)
+    acc = last_test_output(logfile, "accuracy")
     recaffe.log(f"digits_sequence: held-out accuracy {acc:.4f} after {solver.iter} "
                 f"iterations ({elapsed:.1f} s)")
     print(f"held-out accuracy: {acc:.4f} ({args.cell}, {solver.iter} iterations, "
           f"{elapsed:.1f} s)")
-    plot_curve(logfile, os.path.join(args.out, "digits_sequence_loss.png"))
+    plot_curve(logfile, os.path.join(args.out, "digits_sequence_loss.png"),
+               "digits_sequence")
     return 0
 
 
-def plot_curve(logfile: str, png: str) -> None:
-    try:
-        from recaffe.cli.plot import plot_log  # noqa: PLC0415
-
-        plot_log(logfile, png)
-    except RecaffeError as exc:
-        print(f"digits_sequence: no loss-curve PNG: {exc}")
-        return
-    print(f"loss curve: {png}")
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except RecaffeError as exc:
-        print(f"digits_sequence: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "digits_sequence")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 # On a small or busy machine BLAS threads cost LeNet's GEMMs more than they
@@ -36,10 +35,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import recaffe  # noqa: E402
-from recaffe.errors import RecaffeError  # noqa: E402
 from recaffe.io.prototxt import read_prototxt, to_text  # noqa: E402
 from recaffe.proto import caffe_pb2  # noqa: E402
 from recaffe.tools.convert import arrays_to_lmdb, compute_image_mean  # noqa: E402
+from recaffe.tools.script import last_test_output, plot_curve, run_main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE = 28
@@ -120,15 +119,6 @@ def resolve(args, train_db: str, test_db: str) -> str:
     return solver_path
 
 
-def last_accuracy(logfile: str) -> float | None:
-    value = None
-    with open(logfile, encoding="utf-8") as f:
-        for line in f:
-            if "Test net output #" in line and ": accuracy = " in line:
-                value = float(line.split(": accuracy = ")[1].split()[0])
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="lenet_out", help="output folder")
@@ -154,28 +144,13 @@ def main(argv=None) -> int:
     if solver.param.test_interval and solver.iter % solver.param.test_interval:
         solver.test(0)
     elapsed = time.perf_counter() - start
-    acc = last_accuracy(logfile)
+    acc = last_test_output(logfile, "accuracy")
     recaffe.log(f"lenet: held-out accuracy {acc:.4f} after {solver.iter} iterations "
                 f"({elapsed:.1f} s)")
     print(f"held-out accuracy: {acc:.4f} ({solver.iter} iterations, {elapsed:.1f} s)")
-    plot_curve(logfile, os.path.join(args.out, "lenet_loss.png"))
+    plot_curve(logfile, os.path.join(args.out, "lenet_loss.png"), "lenet")
     return 0
 
 
-def plot_curve(logfile: str, png: str) -> None:
-    try:
-        from recaffe.cli.plot import plot_log  # noqa: PLC0415
-
-        plot_log(logfile, png)
-    except RecaffeError as exc:
-        print(f"lenet: no loss-curve PNG: {exc}")
-        return
-    print(f"loss curve: {png}")
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except RecaffeError as exc:
-        print(f"lenet: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "lenet")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import time
 
 # Small GEMMs: BLAS threads cost more than they give (set before numpy loads).
@@ -33,10 +32,10 @@ import numpy as np  # noqa: E402
 
 import recaffe  # noqa: E402
 from recaffe import layers as L  # noqa: E402
-from recaffe.errors import RecaffeError  # noqa: E402
 from recaffe.io.prototxt import to_text  # noqa: E402
 from recaffe.net_spec import NetSpec  # noqa: E402
 from recaffe.proto import caffe_pb2  # noqa: E402
+from recaffe.tools.script import plot_curve, run_main  # noqa: E402
 
 PERIODS = (25.0, 9.0)
 AMPLITUDES = (1.0, 0.5)
@@ -274,24 +273,9 @@ def main(argv=None) -> int:
     png = os.path.join(args.out, "sine_wave_prediction.png")
     if plot_prediction(png, truth, noisy, preds, p):
         print(f"prediction vs truth: {png}")
-    plot_curve(logfile, os.path.join(args.out, "sine_wave_loss.png"))
+    plot_curve(logfile, os.path.join(args.out, "sine_wave_loss.png"), "sine_wave")
     return 0
 
 
-def plot_curve(logfile: str, png: str) -> None:
-    try:
-        from recaffe.cli.plot import plot_log  # noqa: PLC0415
-
-        plot_log(logfile, png)
-    except RecaffeError as exc:
-        print(f"sine_wave: no loss-curve PNG: {exc}")
-        return
-    print(f"loss curve: {png}")
-
-
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except RecaffeError as exc:
-        print(f"sine_wave: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, "sine_wave")
