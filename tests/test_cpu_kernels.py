@@ -144,3 +144,34 @@ def test_numba_absent_falls_back(monkeypatch):
     ref = _run(monkeypatch, True, "LSTM", 3, bottoms, np.float64)
     for x, y in zip(out, ref, strict=True):
         np.testing.assert_allclose(x, y, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lstm_unit_kernels_formula(dtype):
+    n, h = 3, 5
+    r = np.random.default_rng(2)
+    x = r.uniform(-4, 4, (n, 4 * h)).astype(dtype)
+    c_prev, dc_top, dh_top = (r.uniform(-1, 1, (n, h)).astype(dtype) for _ in range(3))
+    cont = np.array([1, 0, 0.5], dtype=dtype)
+    acts, c, tc, hout = np.empty_like(x), *(np.empty_like(c_prev) for _ in range(3))
+    cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, c, tc, hout)
+    sig = 1 / (1 + np.exp(-x[:, :3 * h].astype(np.float64)))
+    i, f, o = sig[:, :h], sig[:, h:2 * h] * cont[:, None], sig[:, 2 * h:]
+    g = np.tanh(x[:, 3 * h:].astype(np.float64))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
+    np.testing.assert_allclose(acts, np.concatenate([i, f, o, g], axis=1), **tol)
+    np.testing.assert_allclose(c, f * c_prev + i * g, **tol)
+    np.testing.assert_allclose(tc, np.tanh(c), **tol)
+    np.testing.assert_allclose(hout, o * np.tanh(c), **tol)
+    dc_prev, dx = np.full_like(c_prev, 7), np.full_like(x, 7)
+    cpu_kernels.lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx,
+                                   False, True)
+    assert np.all(dc_prev == 7)
+    cpu_kernels.lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx,
+                                   True, True)
+    i, f, o, g = (acts[:, k * h:(k + 1) * h].astype(np.float64) for k in range(4))
+    dc = dc_top + dh_top * o * (1 - tc * tc.astype(np.float64))
+    want = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                           dh_top * tc * o * (1 - o), dc * i * (1 - g * g)], axis=1)
+    np.testing.assert_allclose(dx, want, **tol)
+    np.testing.assert_allclose(dc_prev, dc * f, **tol)

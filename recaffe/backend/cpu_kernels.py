@@ -209,12 +209,39 @@ def _rnn_backward(da, dz, cont_next, h, has_next, one):
                 da[j, k] = da[j, k] * (one - hv * hv)
 
 
+def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
+                        want_x, hd, one):
+    """LSTMUnit backward from the forward's activations [i, f * cont, o, g]
+    and tanh(c): dx (N, 4H) and dc_prev (N, H), each only where wanted.
+
+    Products in the numpy layer path's order (bit-equal results).
+    """
+    n = acts.shape[0]
+    for j in prange(n):
+        for k in range(hd):
+            ig = acts[j, k]
+            fg = acts[j, hd + k]
+            og = acts[j, 2 * hd + k]
+            gg = acts[j, 3 * hd + k]
+            t = tc[j, k]
+            d_h = dh_top[j, k]
+            dcv = dc_top[j, k] + d_h * og * (one - t * t)
+            if want_c:
+                dc_prev[j, k] = dcv * fg
+            if want_x:
+                dx[j, k] = dcv * gg * ig * (one - ig)
+                dx[j, hd + k] = dcv * c_prev[j, k] * fg * (one - fg)
+                dx[j, 2 * hd + k] = d_h * t * og * (one - og)
+                dx[j, 3 * hd + k] = dcv * ig * (one - gg * gg)
+
+
 _PY = {
     "lstm_preact": _lstm_preact,
     "lstm_cell": _lstm_cell,
     "lstm_output": _lstm_output,
     "lstm_backward": _lstm_backward,
     "rnn_backward": _rnn_backward,
+    "lstm_unit_backward": _lstm_unit_backward,
 }
 
 
@@ -281,3 +308,28 @@ def rnn_backward_step(da, dz, cont_next, h, has_next: bool) -> None:
     _bind_prange()
     _get("rnn_backward", da.size * 4)(da, dz, cont_next, h, has_next,
                                       da.dtype.type(1.0))
+
+
+def lstm_unit_forward(x, c_prev, cont, acts, c, tc, h) -> None:
+    """One LSTMUnit step forward on (N, 4H) ``x`` and (N, H) ``c_prev``.
+
+    Writes ``acts`` (N, 4H) = [i, f * cont, o, g], ``c`` = f c_prev + i g,
+    ``tc`` = tanh(c) and ``h`` = o tanh(c): one scaling pass, two vectorised
+    ``np.tanh`` passes and two fused passes.
+    """
+    np.multiply(x, _gate_scale(x.shape[1], x.dtype), out=acts)
+    np.tanh(acts, out=acts)
+    lstm_cell(acts, c_prev, cont, c)
+    np.tanh(c, out=tc)
+    lstm_output(acts, tc, cont, h, h, False)
+
+
+def lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c: bool,
+                       want_x: bool) -> None:
+    """One LSTMUnit step backward from :func:`lstm_unit_forward`'s ``acts``
+    and ``tc``: ``dc_prev`` (N, H) if ``want_c``, ``dx`` (N, 4H) if
+    ``want_x`` (an array not wanted is not touched); one pass."""
+    _bind_prange()
+    _get("lstm_unit_backward", acts.size)(acts, c_prev, tc, dc_top, dh_top, dc_prev,
+                                          dx, want_c, want_x, tc.shape[1],
+                                          tc.dtype.type(1.0))

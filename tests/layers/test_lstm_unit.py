@@ -115,3 +115,35 @@ def test_shape_errors():
         _unit([np.zeros((1, 3, 2)), np.zeros((1, 2, 8)), np.zeros((1, 3))])
     with pytest.raises(LayerSetupError, match="exactly 3 bottom"):
         _unit([np.zeros((1, 3, 2)), np.zeros((1, 3, 8))])
+
+
+def _kernel_vs_numpy(monkeypatch, kernels, dtype, pd, forward_first=True):
+    from recaffe.backend import cpu_kernels
+    monkeypatch.setenv(cpu_kernels.ENV, "1" if kernels else "0")
+    r = np.random.default_rng(4)
+    bottoms = [r.uniform(-2, 2, (1, 6, 9)), r.uniform(-8, 8, (1, 6, 36)),
+               np.array([[1, 0, 0.5, 1, 1, 0]])]
+    layer, b, top = _unit(bottoms, dtype)
+    layer.Forward(b, top)
+    for t in top:
+        t.diff[...] = r.uniform(-1, 1, t.shape)
+    if not forward_first:
+        layer.Forward(b, top)
+        layer._saved = None  # as if backward came without a forward
+    for k in (0, 1):
+        b[k].diff[...] = 9
+    layer.Backward(top, pd, b)
+    return [t.data.copy() for t in top] + [b[k].diff.copy() for k in (0, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pd", [[True, True, False], [True, False, False],
+                                [False, True, True]])
+@pytest.mark.parametrize("forward_first", [True, False])
+def test_cpu_kernels_equal_numpy_path(monkeypatch, dtype, pd, forward_first):
+    pytest.importorskip("numba")
+    a = _kernel_vs_numpy(monkeypatch, True, dtype, pd, forward_first)
+    ref = _kernel_vs_numpy(monkeypatch, False, dtype, pd, forward_first)
+    for x, y in zip(a, ref, strict=True):
+        assert x.dtype == dtype
+        np.testing.assert_array_equal(x, y)
