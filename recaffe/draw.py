@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from collections import OrderedDict
 
-from recaffe.errors import RecaffeError
+from recaffe.errors import NetError, RecaffeError
 from recaffe.proto import caffe_pb2
 
 LAYER_STYLE_DEFAULT = {"shape": "record", "fillcolor": "#6495ED", "style": "filled"}
@@ -112,7 +112,8 @@ def layer_included(layer, phase) -> bool:
     if phase is None:
         return True
     if len(layer.include) and len(layer.exclude):
-        raise ValueError(f"layer {layer.name} has both include and exclude specified.")
+        raise NetError(f"layer '{layer.name}' ({layer.type}) specifies both include "
+                       "and exclude rules; use one or the other")
     if len(layer.include):
         return any(_rule_matches(r, phase) for r in layer.include)
     return not any(_rule_matches(r, phase) for r in layer.exclude)
