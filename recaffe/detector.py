@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from recaffe import io as rio
+from recaffe.classifier import input_transformer
 from recaffe.errors import RecaffeError
 from recaffe.net import TEST, Net
 
@@ -21,17 +22,8 @@ class Detector(Net):
     def __init__(self, model_file, pretrained_file=None, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None, context_pad=None):
         super().__init__(model_file, TEST, weights=pretrained_file)
-        in_ = self.inputs[0]
-        self.transformer = rio.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale,
+                                             channel_swap)
         self.configure_crop(context_pad)
 
     def detect_windows(self, images_windows):

@@ -230,6 +230,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             if layer.type == "Input":
                 self.input_blob_ids.extend(self.top_ids[i])
         self._blob_by_name = {n: i for i, n in enumerate(self.blob_names)}
+        #: (layer index, blob index) -> index into param_blobs
+        self.param_id_of = {li: pid for pid, li in enumerate(self.param_layer_indices)}
         self._layer_by_name: dict[str, int] = {}
         for i, n in enumerate(self.layer_names):
             self._layer_by_name.setdefault(n, i)
@@ -472,7 +474,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                         f"data: {fmt(b.asum_data() / max(b.count, 1))}")
         layer = self.layers_list[i]
         for j, b in enumerate(layer.blobs):
-            pid = self.param_layer_indices.index((i, j))
+            pid = self.param_id_of[(i, j)]
             logger.info(f"    [Forward] Layer {name}, param blob "
                         f"{self.param_display_names[pid]} data: "
                         f"{fmt(b.asum_data() / max(b.count, 1))}")

@@ -158,7 +158,7 @@ class NetWeightsMixin:
                 for j, blob in enumerate(layer.blobs):
                     key = str(j)
                     if key not in g:
-                        pid = self.param_layer_indices.index((idx, j))
+                        pid = self.param_id_of[(idx, j)]
                         if self.param_owners[pid] >= 0:
                             continue
                         raise WeightsError(

@@ -216,7 +216,7 @@ class ExecutionPlan:
         key_lp.ClearField("top")
         params = []
         for j in range(len(layer.blobs)):
-            pid = net.param_layer_indices.index((i, j))
+            pid = net.param_id_of[(i, j)]
             owner = net.param_owners[pid]
             params.append(pid if owner < 0 else owner)
         return (lp.type, key_lp.SerializeToString(deterministic=True), tuple(params),

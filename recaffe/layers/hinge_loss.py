@@ -14,14 +14,13 @@ Gradients: to ``x`` only; asking for one to the labels is an error.
 
 from __future__ import annotations
 
-from recaffe.errors import LayerSetupError, ShapeError
-from recaffe.layer import LossLayer, register_layer
-from recaffe.layers.softmax_loss import check_labels
+from recaffe.layer import register_layer
+from recaffe.layers.softmax_loss import PerItemLabelLossLayer, refuse_label_gradient
 from recaffe.proto import caffe_pb2
 
 
 @register_layer
-class HingeLossLayer(LossLayer):
+class HingeLossLayer(PerItemLabelLossLayer):
     type = "HingeLoss"
 
     def setup(self, bottom, top):
@@ -31,22 +30,10 @@ class HingeLossLayer(LossLayer):
             raise self.error(f"unknown hinge_loss_param.norm {norm}")
         self.l2 = norm == hp.L2
 
-    def reshape(self, bottom, top):
-        self.check_batch(bottom)
-        self.num = bottom[0].shape[0] if bottom[0].num_axes else 1
-        if bottom[1].count != self.num:
-            raise self.error(
-                f"bottom[1] (labels) must have one label per item ({self.num}), got "
-                f"shape {bottom[1].shape}",
-                ShapeError,
-            )
-        self.dim = bottom[0].count // max(self.num, 1)
-        top[0].reshape(())
 
     def _margins(self, bottom):
         xp = self.xp
-        labels = bottom[1].data.reshape(-1).astype(xp.int64)
-        check_labels(self, labels, self.dim, None, bottom[1].shape)
+        labels = self.checked_labels(bottom)
         x = bottom[0].data.reshape(self.num, self.dim)
         sign = xp.full(x.shape, -1.0, dtype=x.dtype)
         sign[xp.arange(self.num), labels] = 1.0
@@ -58,9 +45,7 @@ class HingeLossLayer(LossLayer):
         top[0].data[...] = total / self.num
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            raise self.error("cannot backpropagate to label inputs (bottom[1])",
-                             LayerSetupError)
+        refuse_label_gradient(self, propagate_down)
         if not propagate_down[0]:
             return
         sign, m = self._margins(bottom)

@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from recaffe.blob import Blob
 from recaffe.errors import LayerSetupError, ShapeError
-from recaffe.layer import LossLayer, register_layer
+from recaffe.layer import register_layer
 from recaffe.layers.softmax_loss import (
-    VALID,
+    FLT_MIN,
+    SoftmaxLossBase,
     check_labels,
-    normalization_mode,
-    normalizer,
+    refuse_label_gradient,
 )
 from recaffe.proto import caffe_pb2
-
-FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
 def load_infogain_matrix(layer, path: str) -> np.ndarray:
@@ -66,26 +63,19 @@ def load_infogain_matrix(layer, path: str) -> np.ndarray:
 
 
 @register_layer
-class InfogainLossLayer(LossLayer):
+class InfogainLossLayer(SoftmaxLossBase):
     type = "InfogainLoss"
     exact_num_bottom = -1
     min_bottom = 2
     max_bottom = 3
-    exact_num_top = -1
-    min_top = 1
-    max_top = 2
+    axis_field = ("infogain_loss_param", "axis")
 
     def allow_force_backward(self, bottom_index: int) -> bool:
         # Neither the labels nor the infogain matrix take a gradient.
         return bottom_index not in (1, 2)
 
     def setup(self, bottom, top):
-        lp = self.layer_param.loss_param
-        self.ignore_label = (
-            int(lp.ignore_label) if lp.HasField("ignore_label") else None
-        )
-        self.normalization = normalization_mode(lp, VALID)
-        self.prob = Blob((), dtype=self.dtype_of(bottom[0]))
+        super().setup(bottom, top)
         self.stored_h = None
         if len(bottom) < 3:
             ip = self.layer_param.infogain_loss_param
@@ -97,21 +87,7 @@ class InfogainLossLayer(LossLayer):
             self.stored_h = load_infogain_matrix(self, ip.source)
 
     def reshape(self, bottom, top):
-        self.check_batch(bottom)
-        x = bottom[0]
-        axis = self.canonical_axis(self.layer_param.infogain_loss_param.axis,
-                                   x.num_axes, "infogain_loss_param.axis")
-        self.axis = axis
-        self.outer = x.count_range(0, axis)
-        self.C = x.shape[axis]
-        self.inner = x.count_range(axis + 1)
-        if bottom[1].count != self.outer * self.inner:
-            raise self.error(
-                f"bottom[1] (labels) must have outer * inner = {self.outer} * "
-                f"{self.inner} = {self.outer * self.inner} elements for bottom[0] of "
-                f"shape {x.shape} with axis {axis}, got shape {bottom[1].shape}",
-                ShapeError,
-            )
+        super().reshape(bottom, top)
         want = self.C * self.C
         if len(bottom) > 2:
             if bottom[2].count != want:
@@ -127,13 +103,6 @@ class InfogainLossLayer(LossLayer):
                 f"shape {self.stored_h.shape}",
                 ShapeError,
             )
-        if self.prob.dtype != x.dtype:
-            self.prob = Blob((), dtype=x.dtype)
-        self.prob.reshape(x.shape)
-        top[0].reshape(())
-        if len(top) > 1:
-            top[1].reshape(x.shape)
-            top[1].share_data(self.prob)
 
     def _matrix(self, bottom, dtype):
         xp = self.xp
@@ -154,32 +123,16 @@ class InfogainLossLayer(LossLayer):
 
     def forward(self, bottom, top):
         xp = self.xp
-        x = bottom[0].data.reshape(self.outer, self.C, self.inner)
-        p = self.prob.data.reshape(self.outer, self.C, self.inner)
-        xp.subtract(x, x.max(axis=1, keepdims=True), out=p)
-        xp.exp(p, out=p)
-        p /= p.sum(axis=1, keepdims=True)
-
+        p = self.softmax(bottom)
         labels, valid = self._labels(bottom)
         h = self._matrix(bottom, p.dtype)
         logp = xp.log(xp.maximum(p, FLT_MIN))  # (outer, C, inner)
         rows = h[labels]  # (outer, inner, C): H[label, k]
         per_pos = (rows * logp.transpose(0, 2, 1)).sum(axis=2)  # (outer, inner)
-        if valid is not None:
-            total = -(per_pos * valid).sum()
-            count = int(valid.sum())
-        else:
-            total = -per_pos.sum()
-            count = -1
-        top[0].data[...] = total / normalizer(self.normalization, self.outer,
-                                              self.inner, count)
-        if len(top) > 1:
-            top[1].share_data(self.prob)
+        self.finish_forward(top, per_pos, valid)
 
     def backward(self, top, propagate_down, bottom):
-        if len(propagate_down) > 1 and propagate_down[1]:
-            raise self.error("cannot backpropagate to label inputs (bottom[1])",
-                             LayerSetupError)
+        refuse_label_gradient(self, propagate_down)
         if len(propagate_down) > 2 and propagate_down[2]:
             raise self.error(
                 "cannot backpropagate to infogain matrix inputs (bottom[2])",
@@ -198,8 +151,4 @@ class InfogainLossLayer(LossLayer):
         d -= rows
         if valid is not None:
             d *= valid[:, None, :]
-            count = int(valid.sum())
-        else:
-            count = -1
-        d *= top[0].diff / normalizer(self.normalization, self.outer, self.inner,
-                                      count)
+        d *= top[0].diff / self.normalizer_for(valid)

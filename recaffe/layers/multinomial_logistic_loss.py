@@ -14,33 +14,20 @@ Gradients: to ``p`` only; asking for one to the labels is an error.
 
 from __future__ import annotations
 
-from recaffe.errors import LayerSetupError, ShapeError
-from recaffe.layer import LossLayer, register_layer
-from recaffe.layers.softmax_loss import check_labels
+from recaffe.layer import register_layer
+from recaffe.layers.softmax_loss import PerItemLabelLossLayer, refuse_label_gradient
 
 LOG_THRESHOLD = 1e-20
 
 
 @register_layer
-class MultinomialLogisticLossLayer(LossLayer):
+class MultinomialLogisticLossLayer(PerItemLabelLossLayer):
     type = "MultinomialLogisticLoss"
 
-    def reshape(self, bottom, top):
-        self.check_batch(bottom)
-        self.num = bottom[0].shape[0] if bottom[0].num_axes else 1
-        if bottom[1].count != self.num:
-            raise self.error(
-                f"bottom[1] (labels) must have one label per item ({self.num}), got "
-                f"shape {bottom[1].shape}",
-                ShapeError,
-            )
-        self.dim = bottom[0].count // max(self.num, 1)
-        top[0].reshape(())
 
     def _picked(self, bottom):
         xp = self.xp
-        labels = bottom[1].data.reshape(-1).astype(xp.int64)
-        check_labels(self, labels, self.dim, None, bottom[1].shape)
+        labels = self.checked_labels(bottom)
         p = bottom[0].data.reshape(self.num, self.dim)
         rows = xp.arange(self.num)
         return rows, labels, xp.maximum(p[rows, labels], LOG_THRESHOLD)
@@ -50,9 +37,7 @@ class MultinomialLogisticLossLayer(LossLayer):
         top[0].data[...] = -self.xp.log(picked).sum() / self.num
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            raise self.error("cannot backpropagate to label inputs (bottom[1])",
-                             LayerSetupError)
+        refuse_label_gradient(self, propagate_down)
         if not propagate_down[0]:
             return
         rows, labels, picked = self._picked(bottom)

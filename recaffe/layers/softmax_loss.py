@@ -36,6 +36,7 @@ FULL = caffe_pb2.LossParameter.FULL
 VALID = caffe_pb2.LossParameter.VALID
 BATCH_SIZE = caffe_pb2.LossParameter.BATCH_SIZE
 NONE = caffe_pb2.LossParameter.NONE
+FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
 def normalization_mode(loss_param, default: int = VALID) -> int:
@@ -89,12 +90,46 @@ def check_labels(layer, labels, num_classes: int, ignore_label, label_shape) -> 
         )
 
 
-@register_layer
-class SoftmaxWithLossLayer(LossLayer):
-    type = "SoftmaxWithLoss"
+def refuse_label_gradient(layer, propagate_down) -> None:
+    """Labels (bottom[1]) take no gradient: asking for one is an error."""
+    if len(propagate_down) > 1 and propagate_down[1]:
+        raise layer.error("cannot backpropagate to label inputs (bottom[1])",
+                          LayerSetupError)
+
+
+class PerItemLabelLossLayer(LossLayer):
+    """Base of losses over (N, ...) scores with one integer label per item."""
+
+    def reshape(self, bottom, top):
+        self.check_batch(bottom)
+        self.num = bottom[0].shape[0] if bottom[0].num_axes else 1
+        if bottom[1].count != self.num:
+            raise self.error(
+                f"bottom[1] (labels) must have one label per item ({self.num}), got "
+                f"shape {bottom[1].shape}",
+                ShapeError,
+            )
+        self.dim = bottom[0].count // max(self.num, 1)
+        top[0].reshape(())
+
+    def checked_labels(self, bottom):
+        """The labels as integers, range-checked against ``self.dim`` classes."""
+        labels = bottom[1].data.reshape(-1).astype(self.xp.int64)
+        check_labels(self, labels, self.dim, None, bottom[1].shape)
+        return labels
+
+
+class SoftmaxLossBase(LossLayer):
+    """Shared part of the losses with an internal softmax over ``axis``
+    (SoftmaxWithLoss, InfogainLoss): loss_param handling, the (outer, C, inner)
+    view, the label-count check, the probabilities (optional second top) and
+    the normalised reduction."""
+
     exact_num_top = -1
     min_top = 1
     max_top = 2
+    #: (parameter message, field name) of the softmax axis.
+    axis_field = ("softmax_param", "axis")
 
     def setup(self, bottom, top):
         lp = self.layer_param.loss_param
@@ -107,8 +142,9 @@ class SoftmaxWithLossLayer(LossLayer):
     def reshape(self, bottom, top):
         self.check_batch(bottom)
         x = bottom[0]
-        axis = self.canonical_axis(self.layer_param.softmax_param.axis, x.num_axes,
-                                   "softmax_param.axis")
+        msg, field = self.axis_field
+        axis = self.canonical_axis(getattr(getattr(self.layer_param, msg), field),
+                                   x.num_axes, f"{msg}.{field}")
         self.axis = axis
         self.outer = x.count_range(0, axis)
         self.C = x.shape[axis]
@@ -128,18 +164,40 @@ class SoftmaxWithLossLayer(LossLayer):
             top[1].reshape(x.shape)
             top[1].share_data(self.prob)
 
-    def _labels(self, bottom):
-        xp = self.xp
-        return bottom[1].data.reshape(self.outer, self.inner).astype(xp.int64)
-
-    def forward(self, bottom, top):
+    def softmax(self, bottom):
+        """Softmax of bottom[0] into ``self.prob``; its (outer, C, inner) view."""
         xp = self.xp
         x = bottom[0].data.reshape(self.outer, self.C, self.inner)
         p = self.prob.data.reshape(self.outer, self.C, self.inner)
         xp.subtract(x, x.max(axis=1, keepdims=True), out=p)
         xp.exp(p, out=p)
         p /= p.sum(axis=1, keepdims=True)
+        return p
 
+    def normalizer_for(self, valid) -> float:
+        count = -1 if valid is None else int(valid.sum())
+        return normalizer(self.normalization, self.outer, self.inner, count)
+
+    def finish_forward(self, top, per_pos, valid) -> None:
+        """top[0] = -sum(per_pos over valid positions) / normalizer."""
+        total = -(per_pos * valid).sum() if valid is not None else -per_pos.sum()
+        top[0].data[...] = total / self.normalizer_for(valid)
+        if len(top) > 1:
+            top[1].share_data(self.prob)
+
+
+
+@register_layer
+class SoftmaxWithLossLayer(SoftmaxLossBase):
+    type = "SoftmaxWithLoss"
+
+    def _labels(self, bottom):
+        xp = self.xp
+        return bottom[1].data.reshape(self.outer, self.inner).astype(xp.int64)
+
+    def forward(self, bottom, top):
+        xp = self.xp
+        p = self.softmax(bottom)
         labels = self._labels(bottom)
         check_labels(self, labels, self.C, self.ignore_label, bottom[1].shape)
         if self.ignore_label is not None:
@@ -151,22 +209,10 @@ class SoftmaxWithLossLayer(LossLayer):
         o = xp.arange(self.outer)[:, None]
         i = xp.arange(self.inner)[None, :]
         picked = p[o, safe, i]
-        logs = xp.log(xp.maximum(picked, np.finfo(np.float32).tiny))
-        if valid is not None:
-            total = -(logs * valid).sum()
-            count = int(valid.sum())
-        else:
-            total = -logs.sum()
-            count = -1
-        top[0].data[...] = total / normalizer(self.normalization, self.outer,
-                                              self.inner, count)
-        if len(top) > 1:
-            top[1].share_data(self.prob)
+        self.finish_forward(top, xp.log(xp.maximum(picked, FLT_MIN)), valid)
 
     def backward(self, top, propagate_down, bottom):
-        if len(propagate_down) > 1 and propagate_down[1]:
-            raise self.error("cannot backpropagate to label inputs (bottom[1])",
-                             LayerSetupError)
+        refuse_label_gradient(self, propagate_down)
         if not propagate_down[0]:
             return
         xp = self.xp
@@ -175,14 +221,11 @@ class SoftmaxWithLossLayer(LossLayer):
         d[...] = self.prob.data.reshape(self.outer, self.C, self.inner)
         o = xp.arange(self.outer)[:, None]
         i = xp.arange(self.inner)[None, :]
+        valid = None
         if self.ignore_label is not None:
             valid = labels != self.ignore_label
             d[o, xp.where(valid, labels, 0), i] -= valid.astype(d.dtype)
             d *= valid[:, None, :]
-            count = int(valid.sum())
         else:
             d[o, labels, i] -= 1
-            count = -1
-        scale = top[0].diff / normalizer(self.normalization, self.outer,
-                                         self.inner, count)
-        d *= scale
+        d *= top[0].diff / self.normalizer_for(valid)
