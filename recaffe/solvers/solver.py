@@ -42,12 +42,18 @@ from recaffe.log import fmt, logger
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
 from recaffe.solvers.lr_policy import learning_rate
+from recaffe.solvers.validate import count_test_nets, validate_solver_param
 
 _ACTIONS = ("none", "stop", "snapshot")
 
 
-def load_solver_param(solver) -> caffe_pb2.SolverParameter:
-    """A solver prototxt path or a ``SolverParameter`` as an upgraded copy."""
+def load_solver_param(solver, validate: bool = True) -> caffe_pb2.SolverParameter:
+    """A solver prototxt path or a ``SolverParameter`` as an upgraded copy.
+
+    A file is checked as it is read (:func:`validate_solver_param`, naming the
+    file) unless ``validate`` is false; a message object is checked when a
+    solver is built from it.
+    """
     if isinstance(solver, caffe_pb2.SolverParameter):
         param = caffe_pb2.SolverParameter()
         param.CopyFrom(solver)
@@ -57,6 +63,8 @@ def load_solver_param(solver) -> caffe_pb2.SolverParameter:
         path = os.fspath(solver)
         param = read_prototxt(path, caffe_pb2.SolverParameter)
         upgrade_solver_param(param, path)
+        if validate:
+            validate_solver_param(param, path)
         return param
     raise TypeError(f"solver: expected a solver prototxt path or SolverParameter, "
                     f"got {type(solver).__name__}")
@@ -81,10 +89,9 @@ class Solver:
     def __init__(self, solver):
         param = load_solver_param(solver)
         self.param = param
+        if isinstance(solver, caffe_pb2.SolverParameter):
+            validate_solver_param(param)
         self.check_param()
-        if param.average_loss < 1:
-            raise SolverError(f"average_loss must be >= 1, got {param.average_loss}")
-        self._check_snapshot_prefix()
         if param.random_seed >= 0:
             backend.set_random_seed(param.random_seed)
         logger.info("Initializing solver from parameters: \n" + to_text(param))
@@ -109,19 +116,6 @@ class Solver:
     # -- construction ----------------------------------------------------------
     def check_param(self) -> None:
         """Check solver fields the update rule depends on (overridden)."""
-
-    def _check_snapshot_prefix(self) -> None:
-        p = self.param
-        if p.snapshot <= 0:
-            return
-        if not p.snapshot_prefix:
-            raise SolverError("snapshot > 0 needs snapshot_prefix to be set")
-        d = os.path.dirname(p.snapshot_prefix) or "."
-        if not (os.path.isdir(d) and os.access(d, os.W_OK)):
-            raise SolverError(
-                f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make sure "
-                "that the directory exists and is writable."
-            )
 
     def _init_train_net(self) -> Net:
         p = self.param
@@ -152,29 +146,10 @@ class Solver:
         return net
 
     def _init_test_nets(self) -> list[Net]:
+        # The counts were checked by validate_solver_param.
         p = self.param
-        generic = int(p.HasField("net")) + int(p.HasField("net_param"))
-        if generic > 1:
-            raise SolverError("Both net_param and net_file may not be specified.")
         n_specific = len(p.test_net_param) + len(p.test_net)
-        n_iter = len(p.test_iter)
-        if ((generic and n_iter < n_specific)
-                or (not generic and n_iter != n_specific)):
-            raise SolverError(
-                f"test_iter must be specified for each test network: {n_iter} "
-                f"test_iter value(s) for {n_specific} test net(s)"
-            )
-        n_instances = n_specific + (n_iter - n_specific if generic else 0)
-        if len(p.test_state) and len(p.test_state) != n_instances:
-            raise SolverError(
-                "test_state must be unspecified or specified once per test net: got "
-                f"{len(p.test_state)} for {n_instances} test net(s)"
-            )
-        if n_instances and p.test_interval <= 0:
-            raise SolverError(
-                f"{n_instances} test net(s) need test_interval > 0, got "
-                f"{p.test_interval}"
-            )
+        n_instances = count_test_nets(p)
         sources: list[tuple[str, caffe_pb2.NetParameter]] = []
         for tp in p.test_net_param:
             sources.append(("test_net_param", tp))
