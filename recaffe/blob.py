@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from recaffe import backend
-from recaffe.errors import RecaffeError
+from recaffe.errors import BlobMemoryError, RecaffeError
 
 MAX_BLOB_AXES = 32
 
@@ -28,6 +28,15 @@ def _as_shape(dims: Iterable) -> tuple[int, ...]:
         if d < 0:
             raise RecaffeError(f"blob shape {shape} has a negative dimension")
     return shape
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} TiB"
 
 
 class Blob:
@@ -114,7 +123,7 @@ class Blob:
         self._shape = shape
         self._count = count
         if self._dbuf is None or count > self._dbuf.size:
-            self._dbuf = self._xp.zeros(max(count, 1), dtype=self._dtype)
+            self._dbuf = self._zeros(count, shape, "data")
             self._gbuf = None
         self._data = self._dbuf[:count].reshape(shape)
         if self._gbuf is not None and count <= self._gbuf.size:
@@ -122,6 +131,19 @@ class Blob:
         else:
             self._gbuf = None
             self._diff = None
+
+    def _zeros(self, count: int, shape: tuple[int, ...], what: str):
+        """A zero buffer of ``count`` elements; a BlobMemoryError if too large."""
+        try:
+            return self._xp.zeros(max(count, 1), dtype=self._dtype)
+        except MemoryError as exc:  # numpy's and CuPy's out-of-memory errors
+            nbytes = count * self._dtype.itemsize
+            raise BlobMemoryError(
+                f"cannot allocate the {what} of a blob of shape {shape}: "
+                f"{nbytes} bytes ({_human_bytes(nbytes)}, {self._dtype.name}) "
+                f"asked for ({type(exc).__name__})",
+                blob=self,
+            ) from None
 
     def reshape_like(self, other: Blob) -> None:
         self.reshape(other._shape)
@@ -139,7 +161,7 @@ class Blob:
     def diff(self):
         d = self._diff
         if d is None:
-            self._gbuf = self._xp.zeros(max(self._count, 1), dtype=self._dtype)
+            self._gbuf = self._zeros(self._count, self._shape, "diff")
             d = self._diff = self._gbuf[: self._count].reshape(self._shape)
         return d
 

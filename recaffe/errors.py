@@ -40,6 +40,18 @@ class ShapeError(LayerSetupError):
     """Bottom shapes do not fit the layer (checked in setup/reshape)."""
 
 
+class BlobMemoryError(NetError):
+    """A blob's memory could not be allocated (the message gives shape and bytes).
+
+    ``blob`` is the Blob whose allocation failed, so that the net can name the
+    layer and blob it belongs to.
+    """
+
+    def __init__(self, message: str, blob=None):
+        super().__init__(message)
+        self.blob = blob
+
+
 class DataError(RecaffeError):
     """Input data is missing or malformed (HDF5 files, LMDB, labels, indices)."""
 

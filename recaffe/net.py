@@ -19,7 +19,7 @@ import numpy as np
 
 from recaffe.blob import Blob
 from recaffe.device import ensure_device
-from recaffe.errors import NetError, PrototxtError, RecaffeError
+from recaffe.errors import BlobMemoryError, NetError, PrototxtError, RecaffeError
 from recaffe.insert_splits import insert_splits
 from recaffe.io.prototxt import read_prototxt
 from recaffe.io.upgrade import upgrade_net_param
@@ -57,6 +57,19 @@ def _parse_net_args(args, phase, weights):
             f"Net(): phase must be recaffe.TRAIN or recaffe.TEST, got {phase!r}"
         )
     return int(phase), weights
+
+
+def _name_blob(exc: BlobMemoryError, lp, tops, layer) -> BlobMemoryError:
+    """The same error, saying which layer and which of its blobs failed."""
+    what = "a learnable or internal blob"
+    for j, blob in enumerate(tops):
+        if blob is exc.blob:
+            name = lp.top[j] if j < len(lp.top) else "(automatic)"
+            what = f"top[{j}] '{name}'"
+    for j, blob in enumerate(layer.blobs):
+        if blob is exc.blob:
+            what = f"learnable blob {j}"
+    return BlobMemoryError(f"{lp.type} layer '{lp.name}': {what}: {exc}", exc.blob)
 
 
 class Net(PycaffeNetMixin, NetWeightsMixin):
@@ -188,6 +201,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             self.top_ids.append(tids)
             try:
                 layer.SetUp(bvec, tvec)
+            except BlobMemoryError as exc:
+                raise _name_blob(exc, lp, tvec, layer) from None
             except RecaffeError:
                 raise
             except (ValueError, IndexError, KeyError, TypeError,
@@ -463,7 +478,11 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
 
     def reshape(self) -> None:
         for i, layer in enumerate(self.layers_list):
-            layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+            try:
+                layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+            except BlobMemoryError as exc:
+                raise _name_blob(exc, layer.layer_param, self.top_vecs[i],
+                                 layer) from None
 
     # -- debug_info (Caffe's lines) ---------------------------------------------
     def _forward_debug_info(self, i: int) -> None:
