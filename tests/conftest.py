@@ -7,6 +7,8 @@ a CUDA device. The fixture sets the mode for the test and restores CPU mode.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,22 @@ def xp(request):
         return
     backend.set_mode_cpu()
     yield np
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger():
+    # The CLI's main() sets up glog handlers on the shared "recaffe" logger
+    # (bound to the test's captured stderr); put the logger back after every
+    # test, so later tests neither write to a closed stream nor lose caplog.
+    import importlib
+
+    # (`recaffe.log` the attribute is pycaffe's log function, not the module.)
+    log = importlib.import_module("recaffe.log")
+    lg = logging.getLogger("recaffe")
+    saved = (list(lg.handlers), lg.level, lg.propagate, dict(log._handlers))
+    yield
+    lg.handlers[:] = saved[0]
+    lg.setLevel(saved[1])
+    lg.propagate = saved[2]
+    log._handlers.clear()
+    log._handlers.update(saved[3])
