@@ -15,7 +15,8 @@
   the mean the log prints (``Test net output #i: name = value``);
 - every ``histogram_interval`` iterations (0: never): histograms
   ``params/<layer>/<j>`` of each learnable blob and ``grads/<layer>/<j>`` of
-  its gradient (as backward left it, before normalisation and decay).
+  its gradient (as backward left it, before normalisation and decay); a
+  parameter shared by name is tagged ``params/<name>``, ``grads/<name>``.
 
 The step is the solver's iteration, as in the log. A resumed run (the solver
 restored at iteration S) opens its writer with tensorboardX's ``purge_step=S``:
@@ -179,7 +180,11 @@ class TensorBoardLogger:
         writer = self._get_writer()
         for pid in net.learnable_param_ids:
             li, j = net.param_layer_indices[pid]
-            tag = f"{net.layer_names[li]}/{j}"
+            lp = net.layers_list[li].layer_param
+            # A parameter shared by name (the steps of an unrolled net) is
+            # tagged by that name, others by layer and blob index.
+            shared = lp.param[j].name if j < len(lp.param) else ""
+            tag = shared or f"{net.layer_names[li]}/{j}"
             blob = net.param_blobs[pid]
             writer.add_histogram(f"params/{tag}", backend.to_host(blob.data), it)
             writer.add_histogram(f"grads/{tag}", backend.to_host(blob.diff), it)

@@ -1,7 +1,7 @@
 """``recaffe export-onnx``: write a net and its weights as an ONNX model.
 
 ``recaffe export-onnx -model deploy.prototxt [-weights w.caffemodel] -o model.onnx
-[-opset 18] [-dynamic_batch] [-batch_axis 0] [-carry_state] [-check]
+[-opset 18] [-dynamic_batch] [-batch_axis 0] [-carry_state] [-outputs a,b] [-check]
 [-level L] [-stage a,b]``
 
 The graph keeps the net's input and output blob names and shapes; ``-check``
@@ -39,6 +39,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--carry_state", action="store_true",
                    help="RNN/LSTM state as extra inputs/outputs (<layer>_h_0 ... "
                         "<layer>_h_T)")
+    p.add_argument("--outputs", default="",
+                   help="comma-separated blobs to output as well although layers "
+                        "read them (e.g. an unrolled net's final states)")
     p.add_argument("--check", action="store_true",
                    help="compare ONNX Runtime's outputs with recaffe's on random "
                         "inputs")
@@ -65,7 +68,8 @@ def main(argv: list[str]) -> int:
             logger.warning("No -weights: exporting the fillers' initial weights")
         model = export(net, args.output, opset=args.opset or DEFAULT_OPSET,
                        dynamic_batch=args.dynamic_batch, batch_axis=args.batch_axis,
-                       carry_state=args.carry_state)
+                       carry_state=args.carry_state,
+                       extra_outputs=stages(args.outputs))
         ins = ", ".join(f"{i.name} {_dims(i)}" for i in model.graph.input)
         outs = ", ".join(f"{o.name} {_dims(o)}" for o in model.graph.output)
         logger.info(f"Wrote {args.output} (opset {model.opset_import[0].version}, "

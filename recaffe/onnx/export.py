@@ -16,8 +16,8 @@ labels) are dropped. Everything else needs a converter
 from __future__ import annotations
 
 import os
-import tempfile
 
+from recaffe.io.atomic import atomic_write
 from recaffe.onnx.graph import Graph, LayerView, OnnxExportError, require_onnx
 from recaffe.onnx.registry import load_converters
 
@@ -246,14 +246,4 @@ def export(net, path: str | os.PathLike | None = None, *,
 
 def save_atomic(model, path: str) -> None:
     """Write ``model`` to ``path`` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
+    atomic_write(path, model.SerializeToString())

@@ -91,10 +91,10 @@ def test_cli_exports_and_checks(tmp_path, capsys):
     net.save(str(weights))
     out = tmp_path / "lenet.onnx"
     rc = cli_main(["export-onnx", "-model", str(LENET), "-weights", str(weights),
-                   "-o", str(out), "-dynamic_batch", "-check"])
+                   "-o", str(out), "-dynamic_batch", "-outputs", "ip1", "-check"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "ONNX Runtime check passed: 1 output(s)" in err
+    assert "ONNX Runtime check passed: 2 output(s)" in err
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
     w = next(t for t in model.graph.initializer if t.name == "conv1/param0")
