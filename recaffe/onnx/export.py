@@ -187,7 +187,7 @@ def build_model(net, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
         graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
         producer_name="recaffe", producer_version=_version())
     # The oldest IR version that carries this opset, for older runtimes.
-    model.ir_version = 8
+    model.ir_version = onnx.helper.find_min_ir_version_for(model.opset_import)
     dropped_names = sorted(net.layer_names[i] for i in dropped)
     if dropped_names:
         model.doc_string = "left out (end of net): " + ", ".join(dropped_names)

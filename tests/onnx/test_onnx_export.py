@@ -55,7 +55,20 @@ def test_a_blob_written_in_place_keeps_its_name(onnx_tools):
     assert names.count("fc") == 1 and "fc/relu" in names
 
 
+class PassThrough(recaffe.Layer):
+    """A Python layer: y = x."""
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data
+
+
 @pytest.mark.parametrize("body,message", [
+    ('layer { name: "py" type: "Python" bottom: "x" top: "y" python_param { '
+     f'module: "{__name__}" layer: "PassThrough" }} }}',
+     "Python layer 'py': a Python layer runs arbitrary code"),
     ('layer { name: "spp" type: "SPP" bottom: "x" top: "y" '
      'spp_param { pyramid_height: 2 } }',
      "SPP layer 'spp': layer type SPP has no ONNX converter"),
@@ -77,6 +90,21 @@ def test_unsupported_layers_are_named(body, message, onnx_tools):
         export(net)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_data_layers_are_refused():
+    param = recaffe.proto.caffe_pb2.NetParameter()
+    text = ('layer { name: "mem" type: "MemoryData" top: "x" top: "label" '
+            'memory_data_param { batch_size: 2 channels: 3 height: 1 width: 1 } }'
+            'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" '
+            'inner_product_param { num_output: 2 } }')
+    from google.protobuf import text_format
+
+    text_format.Merge(text, param)
+    net = recaffe.Net(param, recaffe.TEST)
+    with pytest.raises(OnnxExportError, match="MemoryData layer 'mem': data layers "
+                       "cannot be exported; export a deploy net"):
+        export(net)
 
 
 def test_bad_opset(onnx_tools):
@@ -116,3 +144,11 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert lines == ["recaffe: error: SPP layer 'spp': layer type SPP has no ONNX "
                      "converter"]
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_newer_opset(onnx_tools):
+    net = recaffe.Net(str(LENET), recaffe.TEST)
+    onnx_tools.randomize(net)
+    model, _ = onnx_tools.export_and_check(net, opset=21)
+    assert model.opset_import[0].version == 21
+    assert model.ir_version >= 10

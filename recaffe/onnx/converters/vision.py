@@ -86,18 +86,19 @@ def pooling(g, v):
     attrs = {"kernel_shape": list(kernel), "strides": list(stride)}
     got = [(i + p + e - k) // s + 1
            for i, p, e, k, s in zip(hw, pad, ends, kernel, stride, strict=True)]
+    # Padding to cover the last window can leave room for one more; keep
+    # Caffe's count.
     crop = tuple(got) != tuple(pooled)
+    target = None if crop else y
     if is_max:
-        out = g.node("MaxPool", [padded], None if crop else y, **attrs)
+        out = g.node("MaxPool", [padded], target, **attrs)
     else:
         mean = g.node("AveragePool", [padded], **attrs)
-        area = kernel[0] * kernel[1]
-        scale = area / _pool_divisor(hw, got, kernel, stride, pad)
+        scale = kernel[0] * kernel[1] / _pool_divisor(hw, got, kernel, stride, pad)
         if np.all(scale == 1.0):
-            out = g.identity(mean, None if crop else y) if not crop else mean
+            out = mean if crop else g.identity(mean, y)
         else:
-            out = g.node("Mul", [mean, g.const(scale, "pool_rescale")],
-                         None if crop else y)
+            out = g.node("Mul", [mean, g.const(scale, "pool_rescale")], target)
     if crop:
         g.node("Slice", [out, g.ints([0, 0]), g.ints(pooled), g.ints([2, 3])], y)
 
