@@ -26,13 +26,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "draw": ("recaffe.cli.draw", "main", "draw a net as a graph"),
     "pycaffe": ("recaffe.cli.pycaffe", "main", "run a pycaffe script with recaffe"),
     "unroll": ("recaffe.cli.unroll", "main", "unroll a recurrent cell into a net"),
+    "export-onnx": ("recaffe.cli.export_onnx", "main",
+                    "export a net and its weights to ONNX"),
     "convert": ("recaffe.tools.convert", "main", "convert images to a database"),
     "compute_image_mean": ("recaffe.tools.convert", "main_mean",
                            "compute the mean image of a database"),
 }
 
 _ALIASES = {"parse_log": "parse-log", "device-query": "device_query",
-            "compute-image-mean": "compute_image_mean"}
+            "compute-image-mean": "compute_image_mean",
+            "export_onnx": "export-onnx"}
 
 
 def usage() -> str:

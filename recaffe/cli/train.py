@@ -2,7 +2,7 @@
 
 ``recaffe train -solver S [-weights W | -snapshot S.solverstate] [-iterations N]
 [-level L] [-stage a,b] [-sigint_effect stop] [-sighup_effect snapshot]
-[-log_file F] [-gpu 0]``
+[-log_file F] [-gpu 0] [-tensorboard DIR [-tensorboard_histograms K]]``
 
 SIGINT and SIGHUP set the solver's requested action (``stop``, ``snapshot`` or
 ``none``), checked once per iteration as Caffe does; with ``stop`` training
@@ -79,6 +79,11 @@ def build_parser() -> ArgumentParser:
                         "when snapshot_after_train is on)")
     p.add_argument("--sighup_effect", default="snapshot", choices=EFFECTS,
                    help="what SIGHUP does")
+    p.add_argument("--tensorboard", default="",
+                   help="write TensorBoard curves to this folder (needs tensorboardX)")
+    p.add_argument("--tensorboard_histograms", type=int, default=0,
+                   help="with -tensorboard: parameter/gradient histograms every K "
+                        "iterations (0 = none)")
     add_state_flags(p)
     add_gpu_flag(p)
     add_log_flags(p)
@@ -112,6 +117,12 @@ def main(argv: list[str]) -> int:
         solver.action_request = actions
         progress = ProgressLine()
         progress.attach(solver)
+        board = None
+        if args.tensorboard:
+            from recaffe.tensorboard import TensorBoardLogger  # noqa: PLC0415
+
+            board = TensorBoardLogger(args.tensorboard,
+                                      args.tensorboard_histograms).attach(solver)
         logger.info("Starting Optimization")
         try:
             with actions:
@@ -122,6 +133,8 @@ def main(argv: list[str]) -> int:
                     solver.solve()
         finally:
             progress.detach()
+            if board is not None:
+                board.close()
         logger.info("Optimization Done.")
     finally:
         close_log_file()
