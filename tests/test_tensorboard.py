@@ -4,8 +4,6 @@ every K iterations, and the pycaffe-level logger works on any solver."""
 
 from __future__ import annotations
 
-import importlib
-import logging
 import re
 
 import numpy as np
@@ -53,22 +51,6 @@ _TRAIN_OUT = re.compile(r"Train net output #0: loss = (\S+)")
 _LR = re.compile(r"Iteration (\d+), lr = (\S+)")
 _TEST_AT = re.compile(r"Iteration (\d+), Testing net")
 _TEST_OUT = re.compile(r"Test net output #0: loss = (\S+)")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    """The CLI sets up glog handlers on the shared "recaffe" logger (bound to
-    this test's captured stderr); put the logger back for the tests after."""
-    log = importlib.import_module("recaffe.log")
-
-    lg = logging.getLogger("recaffe")
-    saved = (list(lg.handlers), lg.level, lg.propagate, dict(log._handlers))
-    yield
-    lg.handlers[:] = saved[0]
-    lg.setLevel(saved[1])
-    lg.propagate = saved[2]
-    log._handlers.clear()
-    log._handlers.update(saved[3])
 
 
 def _log_values(text: str):

@@ -3,9 +3,6 @@ it, run it with ONNX Runtime and compare with recaffe's forward."""
 
 from __future__ import annotations
 
-import importlib
-import logging
-
 import numpy as np
 import pytest
 
@@ -48,22 +45,6 @@ def export_and_check(net, feeds=None, seed=0, **kwargs):
     errors = check(net, model, feeds, rtol=RTOL, seed=seed)
     assert errors, "no output was compared"
     return model, errors
-
-
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    """The CLI sets up glog handlers on the shared "recaffe" logger (bound to
-    this test's captured stderr); put the logger back for the tests after."""
-    log = importlib.import_module("recaffe.log")
-
-    lg = logging.getLogger("recaffe")
-    saved = (list(lg.handlers), lg.level, lg.propagate, dict(log._handlers))
-    yield
-    lg.handlers[:] = saved[0]
-    lg.setLevel(saved[1])
-    lg.propagate = saved[2]
-    log._handlers.clear()
-    log._handlers.update(saved[3])
 
 
 @pytest.fixture
