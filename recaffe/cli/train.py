@@ -8,11 +8,20 @@ SIGINT and SIGHUP set the solver's requested action (``stop``, ``snapshot`` or
 ``none``), checked once per iteration as Caffe does; with ``stop`` training
 ends early and, as ``snapshot_after_train`` is on by default, the weights and
 solver state are snapshotted. A second SIGINT while a stop is pending aborts.
+
+Beyond one process (docs/distributed.md): under ``mpirun -n N`` every rank
+trains its shard of the data and the gradients are averaged over MPI; with
+``-gpu 0,1`` (or ``-gpu all`` on a machine with several GPUs) one process per
+GPU is started and the gradients are averaged over NCCL. Rank 0 alone logs,
+tests and snapshots; an error on any rank stops every rank.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
+import sys
 
 from recaffe.cli.common import (
     ArgumentParser,
@@ -86,7 +95,7 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from recaffe.solvers import get_solver, load_solver_param
+    from recaffe import parallel
 
     args = build_parser().parse_args(argv)
     if not args.solver:
@@ -94,14 +103,62 @@ def main(argv: list[str]) -> int:
     if args.weights and args.snapshot:
         raise UsageError("Give a snapshot to resume training or weights to finetune "
                          "but not both.")
+    by_mpi = parallel.launched_by_mpi()
+    ids = None
+    if args.gpu and (args.gpu == "all" or "," in args.gpu):
+        from recaffe.parallel.launch import gpu_ids, launch_gpus  # noqa: PLC0415
+
+        ids = gpu_ids(args.gpu)
+        if (len(ids) > 1 and by_mpi is None
+                and "RECAFFE_NCCL_UID" not in os.environ):
+            return launch_gpus(argv, ids)
+    ctx = parallel.init()
+    if ctx.size == 1:
+        return _train(args, ids)
+    try:
+        return _train(args, ids, ctx)
+    except (Exception, KeyboardInterrupt) as exc:
+        # One rank's error stops the job: say which rank, then abort every rank
+        # (the others may be waiting in a collective).
+        from recaffe.cli.__main__ import error_line  # noqa: PLC0415
+
+        line = error_line(exc) if str(exc) else f"recaffe: error: {exc!r}"
+        prefix = f"rank {ctx.rank}: "
+        if prefix not in line:
+            line = line.replace("recaffe: error: ", "recaffe: error: " + prefix, 1)
+        print(line, file=sys.stderr, flush=True)
+        ctx.comm.abort(1)
+        return 1
+
+
+def _device_for_rank(args, ids, ctx) -> str:
+    """The -gpu value of this rank: ``ids[rank]`` in a multi-GPU job."""
+    if ids is None or len(ids) == 1:
+        return args.gpu if ids is None else str(ids[0])
+    if ctx is None or ctx.size != len(ids):
+        n = 1 if ctx is None else ctx.size
+        raise UsageError(f"-gpu {args.gpu} lists {len(ids)} GPUs for {n} rank(s); "
+                         f"start one rank per GPU (mpirun -n {len(ids)}) or list "
+                         f"{n} GPU(s)")
+    return str(ids[ctx.rank])
+
+
+def _train(args, ids, ctx=None) -> int:
+    from recaffe import parallel
+    from recaffe.solvers import get_solver, load_solver_param
+
     setup_logging(args.log_file)
+    if ctx is not None and ctx.rank != 0:
+        logger.setLevel(logging.WARNING)  # rank 0 alone prints Caffe's log
     try:
         param = load_solver_param(args.solver)
         param.train_state.level = args.level
         param.train_state.stage.extend(stages(args.stage))
         if args.iterations is not None:
             param.max_iter = args.iterations
-        select_device(args.gpu, param)
+        select_device(_device_for_rank(args, ids, ctx), param)
+        if ctx is not None and ids:
+            ctx = parallel.context.use_nccl_between_gpus(ctx)
         select_blas(args)
         if args.snapshot or args.weights:
             param.ClearField("weights")
@@ -109,6 +166,8 @@ def main(argv: list[str]) -> int:
             param.weights.append(args.weights)
         actions = SignalActions(args.sigint_effect, args.sighup_effect)
         solver = get_solver(param)
+        if ctx is not None:
+            parallel.DataParallel(solver, ctx)
         solver.action_request = actions
         progress = ProgressLine()
         progress.attach(solver)
