@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 from recaffe.cli.common import (
     ArgumentParser,
@@ -43,10 +44,15 @@ EFFECTS = ("stop", "snapshot", "none")
 class SignalActions:
     """Turn SIGINT/SIGHUP into solver actions (Caffe's SignalHandler)."""
 
-    def __init__(self, sigint_effect: str = "stop", sighup_effect: str = "snapshot"):
+    def __init__(self, sigint_effect: str = "stop", sighup_effect: str = "snapshot",
+                 usr_aliases: bool = False):
         self.effects = {signal.SIGINT: sigint_effect}
         if hasattr(signal, "SIGHUP"):
             self.effects[signal.SIGHUP] = sighup_effect
+        if usr_aliases and hasattr(signal, "SIGUSR1"):
+            # mpirun passes SIGUSR1/SIGUSR2 on to the ranks (not SIGINT/SIGHUP).
+            self.effects[signal.SIGUSR1] = sighup_effect
+            self.effects[signal.SIGUSR2] = sigint_effect
         self.got: dict[int, bool] = dict.fromkeys(self.effects, False)
         self._old: dict[int, object] = {}
 
@@ -121,12 +127,18 @@ def main(argv: list[str]) -> int:
         # One rank's error stops the job: say which rank, then abort every rank
         # (the others may be waiting in a collective).
         from recaffe.cli.__main__ import error_line  # noqa: PLC0415
+        from recaffe.errors import RecaffeError  # noqa: PLC0415
 
-        line = error_line(exc) if str(exc) else f"recaffe: error: {exc!r}"
-        prefix = f"rank {ctx.rank}: "
-        if prefix not in line:
-            line = line.replace("recaffe: error: ", "recaffe: error: " + prefix, 1)
+        if not isinstance(exc, (RecaffeError, OSError)):
+            exc = f"{type(exc).__name__}: {exc}"
+        line = error_line(exc)
+        if f"rank {ctx.rank}" not in line:
+            line = line.replace("recaffe: error: ",
+                                f"recaffe: error: rank {ctx.rank}: ", 1)
         print(line, file=sys.stderr, flush=True)
+        # A moment for the other ranks to print their own error (an error in
+        # the set-up usually happens on every rank), then stop the job.
+        time.sleep(0.5)
         ctx.comm.abort(1)
         return 1
 
@@ -164,7 +176,8 @@ def _train(args, ids, ctx=None) -> int:
             param.ClearField("weights")
         if args.weights:
             param.weights.append(args.weights)
-        actions = SignalActions(args.sigint_effect, args.sighup_effect)
+        actions = SignalActions(args.sigint_effect, args.sighup_effect,
+                                usr_aliases=ctx is not None)
         solver = get_solver(param)
         if ctx is not None:
             parallel.DataParallel(solver, ctx)

@@ -11,7 +11,8 @@ data-parallel training needs, all in place on one contiguous array:
 - ``abort(code)``: stop every rank of the job.
 
 No collective blocks forever: each wait polls with a deadline
-(``RECAFFE_DIST_TIMEOUT`` seconds, default 300) and raises
+(``RECAFFE_DIST_TIMEOUT`` seconds, default 1800: long enough for rank 0's
+test phases and snapshots, which the other ranks wait for) and raises
 :class:`~recaffe.errors.DistributedError` naming the rank when it passes.
 
 :class:`MPIComm` moves host arrays (device arrays are staged through the host).
@@ -43,8 +44,8 @@ _MPI_HINT = "pip install 'recaffe[mpi]' (mpi4py with Open MPI from PyPI)"
 
 
 def default_timeout() -> float:
-    """Seconds a collective may wait (``RECAFFE_DIST_TIMEOUT``, default 300)."""
-    raw = os.environ.get("RECAFFE_DIST_TIMEOUT", "300")
+    """Seconds a collective may wait (``RECAFFE_DIST_TIMEOUT``, default 1800)."""
+    raw = os.environ.get("RECAFFE_DIST_TIMEOUT", "1800")
     try:
         value = float(raw)
     except ValueError:
@@ -98,7 +99,7 @@ class Communicator:
     name = "base"
     rank = 0
     size = 1
-    timeout = 300.0
+    timeout = 1800.0
 
     def allreduce(self, arr) -> None:
         self.iallreduce(arr).wait()

@@ -135,9 +135,10 @@ def solver_param(case: str, work: str, batch: int, iters: int = ITERS,
         prepare(case, work, batch)
     text = SOLVERS[case] + f'\nnet: "{net_path}"\nmax_iter: {iters}\n' \
         'display: 0\nrandom_seed: 5\nsnapshot_after_train: false\n'
+    param = parse_prototxt(text, caffe_pb2.SolverParameter)
     for k, v in extra.items():
-        text += f"{k}: {v}\n"
-    return parse_prototxt(text, caffe_pb2.SolverParameter)
+        setattr(param, k, v)
+    return param
 
 
 def run_case(case: str, work: str, batch: int, iters: int = ITERS) -> list:
