@@ -69,15 +69,24 @@ def import_mpi():
     return MPI
 
 
-def _backoff_wait(done, deadline: float, on_timeout) -> None:
-    """Poll ``done()`` until true, sleeping a little longer each time (so a
-    waiting rank leaves the CPU to the others on a shared machine)."""
+def _backoff_wait(done, deadline: float, on_timeout, spin: float = 2e-3) -> None:
+    """Poll ``done()`` until true: for ``spin`` seconds only yielding the CPU
+    (collectives usually finish within that, and sleeping would add the
+    scheduler's latency to each), then sleeping a little longer each time (so
+    a rank waiting for a slow peer leaves the CPU to it on a shared machine)."""
+    if done():
+        return
+    now = time.monotonic()
+    spin_until = now + spin
     pause = 0.0
     while not done():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             on_timeout()
-        if pause:
-            time.sleep(pause)
+        if now < spin_until:
+            time.sleep(0)
+            continue
+        time.sleep(pause)
         pause = min(max(pause * 2, 1e-5), 2e-3)
 
 

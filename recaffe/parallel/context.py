@@ -195,7 +195,9 @@ def _install_excepthook(ctx: Context) -> None:
 
             if issubclass(etype, RecaffeError):
                 msg = " ".join(str(value).split())
-                print(f"recaffe: error: rank {ctx.rank}: {msg}", file=sys.stderr)
+                if f"rank {ctx.rank}" not in msg:
+                    msg = f"rank {ctx.rank}: {msg}"
+                print(f"recaffe: error: {msg}", file=sys.stderr)
             else:
                 print(f"rank {ctx.rank} of {ctx.size} failed:", file=sys.stderr)
                 previous(etype, value, tb)

@@ -43,11 +43,15 @@ __all__ = ["DataParallel", "setup_digests"]
 
 
 def setup_digests(solver) -> tuple[bytes, bytes]:
-    """SHA-256 digests of the solver parameters (less the per-rank ``device_id``)
-    and of the train net (its layers and learnable parameter shapes)."""
+    """SHA-256 digests of the solver parameters and of the train net (its
+    layers and learnable parameter shapes). Fields that may differ between
+    ranks without changing the training are left out: ``device_id``, the
+    snapshot prefix (rank 0 alone writes) and the paths of net files (the
+    train net's contents are compared instead)."""
     sp = caffe_pb2.SolverParameter()
     sp.CopyFrom(solver.param)
-    sp.ClearField("device_id")
+    for name in ("device_id", "snapshot_prefix", "net", "train_net", "test_net"):
+        sp.ClearField(name)
     solver_digest = hashlib.sha256(sp.SerializeToString(deterministic=True)).digest()
     h = hashlib.sha256(solver.net.param.SerializeToString(deterministic=True))
     for b in solver.net.learnable_params:
