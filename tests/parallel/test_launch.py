@@ -114,3 +114,28 @@ def test_sighup_to_the_launcher_reaches_every_rank(tmp_path):
     threading.Thread(target=send_when_ready, daemon=True).start()
     assert supervise(procs, ["rank 0", "rank 1"]) == 0
     assert [m.read_text() for m in marks] == ["hup", "hup"]
+
+
+def test_device_query_reports_mpi():
+    from importlib import util
+
+    from recaffe.cli.device_query import parallel_lines
+
+    line = parallel_lines()[0]
+    if util.find_spec("mpi4py") is None:
+        assert "pip install 'recaffe[mpi]'" in line
+    else:
+        assert line.startswith("MPI: mpi4py ") and "mpirun: " in line
+
+
+def test_train_with_several_gpus_and_no_cupy_is_one_error_line(capsys, tmp_path):
+    from importlib import util
+
+    from recaffe.cli.__main__ import main
+
+    if util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed: the flag is checked against real devices")
+    assert main(["train", "-solver", str(tmp_path / "s.prototxt"), "-gpu", "0,1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("recaffe: error: -gpu needs CuPy, which is not installed: pip "
+                   "install 'recaffe[gpu]' (or leave out -gpu to train on the CPU)")
