@@ -93,6 +93,13 @@ def _nccl_from_env() -> Context | None:
             f"bad launcher variables for NCCL ranks: {exc}") from None
     from recaffe.parallel.launch import decode_uid  # noqa: PLC0415
 
+    gpu = os.environ.get("RECAFFE_GPU")
+    if gpu is not None:
+        # NCCL binds a communicator to the current device: select it first.
+        from recaffe import backend  # noqa: PLC0415
+
+        backend.set_mode_gpu()
+        backend.set_device(int(gpu))
     return Context(r, n, NCCLComm(r, n, decode_uid(uid)))
 
 

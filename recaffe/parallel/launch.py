@@ -67,9 +67,10 @@ def gpu_ids(flag: str, device_count=_device_count) -> list[int]:
     return ids
 
 
-def child_env(base: dict, rank: int, size: int, uid: bytes) -> dict:
-    """The environment of rank ``rank`` of a multi-GPU job."""
+def child_env(base: dict, rank: int, size: int, uid: bytes, gpu: int = 0) -> dict:
+    """The environment of rank ``rank`` (on GPU ``gpu``) of a multi-GPU job."""
     env = dict(base)
+    env["RECAFFE_GPU"] = str(gpu)
     env["RECAFFE_RANK"] = str(rank)
     env["RECAFFE_WORLD_SIZE"] = str(size)
     env["RECAFFE_NCCL_UID"] = bytes(uid).hex()
@@ -132,7 +133,7 @@ def launch_gpus(argv: list[str], ids: list[int]) -> int:
     uid = bytes(int(x) & 0xFF for x in nccl.get_unique_id())
     procs, names = [], []
     for rank, gpu in enumerate(ids):
-        env = child_env(os.environ, rank, len(ids), uid)
+        env = child_env(os.environ, rank, len(ids), uid, gpu)
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "recaffe", "train", *argv], env=env))
         names.append(f"rank {rank} (GPU {gpu})")

@@ -45,8 +45,9 @@ def test_bad_gpu_flags_say_what_to_change(flag, message):
 
 
 def test_child_env_carries_rank_size_and_uid():
-    env = child_env({"PATH": "/bin"}, 1, 2, b"\x01\xff")
+    env = child_env({"PATH": "/bin"}, 1, 2, b"\x01\xff", gpu=3)
     assert env["RECAFFE_RANK"] == "1" and env["RECAFFE_WORLD_SIZE"] == "2"
+    assert env["RECAFFE_GPU"] == "3"
     assert env["RECAFFE_NCCL_UID"] == "01ff" and env["PATH"] == "/bin"
 
 
