@@ -112,10 +112,19 @@ lr_policy: "fixed" iter_size: 2""",
 lr_policy: "fixed" """,
     "lmdb": """type: "Nesterov" base_lr: 0.1 momentum: 0.9 lr_policy: "inv"
 gamma: 0.1 power: 0.75""",
+    "adagrad": """type: "AdaGrad" base_lr: 0.1 lr_policy: "multistep" gamma: 0.5
+stepvalue: 5 stepvalue: 12 weight_decay: 0.01 regularization_type: "L1" """,
+    "rmsprop": """type: "RMSProp" base_lr: 0.01 rms_decay: 0.9 lr_policy: "poly"
+power: 2 """,
+    "adadelta": """type: "AdaDelta" base_lr: 1.0 momentum: 0.95 delta: 1e-6
+lr_policy: "sigmoid" gamma: 0.5 stepsize: 10""",
+    "exp": """type: "SGD" base_lr: 0.1 momentum: 0.5 lr_policy: "exp" gamma: 0.95
+iter_size: 3 clip_gradients: 0.5""",
 }
 
 NETS = {"sgd": _hdf5_net, "adam": _hdf5_net, "rnn": _binary_addition_net,
-        "lmdb": _lmdb_net}
+        "lmdb": _lmdb_net, "adagrad": _hdf5_net, "rmsprop": _hdf5_net,
+        "adadelta": _hdf5_net, "exp": _hdf5_net}
 
 
 def prepare(case: str, work: str, batch: int) -> str:
