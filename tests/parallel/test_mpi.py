@@ -5,7 +5,8 @@ after 20 iterations, for an MLP over HDF5Data (SGD with momentum, weight decay,
 a step lr policy and gradient clipping; Adam with iter_size 2), the
 binary-addition RNN (Adam) and an MLP over an LMDB Data layer (Nesterov, inv
 policy), and the HDF5 MLP with AdaGrad (L1 decay, multistep), RMSProp (poly),
-AdaDelta (sigmoid) and SGD (exp, iter_size 3, clipping); a 2-rank run resumed from a snapshot ends where an uninterrupted one
+AdaDelta (sigmoid) and SGD (exp, iter_size 3, clipping); a 2-rank run
+resumed from a snapshot ends where an uninterrupted one
 does. Then the faults: an error, a killed rank or a hung rank stops every rank
 in bounded time naming the rank; ranks with different solvers fail at start;
 signals snapshot and stop every rank; bad input is one error line per rank.
