@@ -330,3 +330,20 @@ def test_mpirun_without_mpi4py_is_one_error_line_per_rank(tmp_path):
                                   "MPI launcher, but data-parallel training over "
                                   "MPI needs mpi4py")
         assert "pip install 'recaffe[mpi]'" in errs[0]
+
+
+def test_an_exception_in_a_pycaffe_script_stops_every_rank(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import numpy as np\n"
+        "import recaffe as caffe\n"
+        "ctx = caffe.parallel.init()\n"
+        "if caffe.solver_rank() == 1:\n"
+        "    raise RuntimeError('script failed on purpose')\n"
+        "ctx.comm.allreduce(np.zeros(4, np.float32))  # rank 0 would wait here\n")
+    t0 = time.monotonic()
+    proc = _run(_cmd(2, sys.executable, str(script)), cwd=tmp_path, timeout=120)
+    assert proc.returncode != 0
+    assert "rank 1 of 2 failed:" in proc.stderr
+    assert "RuntimeError: script failed on purpose" in proc.stderr
+    assert time.monotonic() - t0 < 60
