@@ -68,6 +68,11 @@ class BackendError(RecaffeError):
     """A requested compute backend (GPU, BLAS library) is not available."""
 
 
+class DistributedError(RecaffeError):
+    """Data-parallel training across ranks failed: a rank stopped or timed out,
+    ranks disagree on the net or solver, or MPI/NCCL is not usable."""
+
+
 def layer_error(
     layer, message: str, cls: type[RecaffeError] = LayerSetupError
 ) -> RecaffeError:

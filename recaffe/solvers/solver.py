@@ -108,6 +108,8 @@ class Solver:
         self._losses: list[float] = []
         self._display_now = False
         self._rates_cache = None
+        #: Data-parallel hooks (:class:`recaffe.parallel.DataParallel`), or None.
+        self.reducer = None
         self.net = self._init_train_net()
         self.test_nets = self._init_test_nets()
         logger.info("Solver scaffolding done.")
@@ -285,6 +287,11 @@ class Solver:
 
     # -- the loop --------------------------------------------------------------
     def _requested_action(self) -> str:
+        if self.reducer is not None:  # data-parallel: what all ranks agreed on
+            return self.reducer.agreed_action()
+        return self._local_action()
+
+    def _local_action(self) -> str:
         if self.action_request is None:
             return "none"
         action = self.action_request()
@@ -310,6 +317,7 @@ class Solver:
         p = self.param
         # Memory follows the mode: nets and history move if the mode changed.
         ensure_device(self)
+        reducer = self.reducer
         start_iter = self.iter
         stop_iter = self.iter + int(iters)
         self._losses = []
@@ -347,6 +355,8 @@ class Solver:
                     loss += net.forward_prefilled()
                     net.backward_all()
                 loss /= iter_size
+            if reducer is not None:  # data-parallel: average over the ranks
+                loss = reducer.after_backward(loss)
             if self.check_finite:
                 self._check_divergence(loss)
             self._update_smoothed_loss(loss, start_iter)
@@ -540,6 +550,8 @@ class Solver:
 
     # -- testing -------------------------------------------------------------------
     def test_all(self) -> None:
+        if self.reducer is not None and not self.reducer.is_root:
+            return  # data-parallel: rank 0 tests
         for k in range(len(self.test_nets)):
             if self.requested_early_exit:
                 break
@@ -622,6 +634,8 @@ class Solver:
     def snapshot(self) -> str:
         """Write the model and the solver state; returns the state file name."""
         p = self.param
+        if self.reducer is not None and not self.reducer.is_root:
+            return ""  # data-parallel: rank 0 snapshots
         if self.check_finite:
             for i, b in enumerate(self.net.learnable_params):
                 if not np.isfinite(backend.to_host(b.data)).all():
@@ -660,7 +674,14 @@ class Solver:
 
     def restore(self, state_file: str) -> None:
         """Resume from a ``.solverstate`` or ``.solverstate.h5`` file."""
-        state_file = os.fspath(state_file)
+        if self.reducer is not None:  # data-parallel: rank 0 reads, all receive
+            if self.reducer.is_root:
+                self._restore(os.fspath(state_file))
+            self.reducer.bcast()
+            return
+        self._restore(os.fspath(state_file))
+
+    def _restore(self, state_file: str) -> None:
         state = read_solverstate(state_file)
         if len(state.history) != len(self.history):
             raise SolverError(
