@@ -71,8 +71,8 @@ def validate_solver_param(param: caffe_pb2.SolverParameter, where: str = "") -> 
     if policy in ("step", "sigmoid") and param.stepsize <= 0:
         fail("stepsize", f"lr_policy '{policy}' needs stepsize > 0, "
                          f"got {param.stepsize}")
-    if policy == "poly" and param.max_iter <= 0:
-        fail("max_iter", f"lr_policy 'poly' needs max_iter > 0, got {param.max_iter}")
+    # (poly with max_iter: 0 is a solver that never steps: allowed; a step
+    # would need max_iter > 0, which the lr policy checks.)
     values = list(param.stepvalue)
     for i in range(1, len(values)):
         if values[i] < values[i - 1]:
