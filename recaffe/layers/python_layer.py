@@ -30,6 +30,7 @@ import importlib
 import os
 import sys
 
+from recaffe.backend.synced import host_call
 from recaffe.errors import LayerSetupError
 from recaffe.layer import Layer, register_layer
 
@@ -102,4 +103,8 @@ class PythonLayer(Layer):
         layer.param_str = pp.param_str
         layer.phase = int(layer_param.phase if phase is None else phase)
         layer.type = "Python"
+        # Caffe's Python layers are CPU layers: in GPU mode their hooks see
+        # host arrays, and what they write is copied back to the device.
+        for hook in ("setup", "reshape", "forward", "backward"):
+            setattr(layer, hook, host_call(getattr(layer, hook)))
         return layer
