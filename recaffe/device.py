@@ -187,7 +187,11 @@ class _Mover:
             obj._plan_forwarded = False
         blobs_only = isinstance(obj, Layer) and (
             obj.exact_num_bottom == 0 or obj.type == "Python")
+        # pycaffe-level state (Classifier's crop sizes, …) stays on the host.
+        host_attrs = getattr(type(obj), "host_attributes", ())
         for name, val in list(_attributes(obj)):
+            if name in host_attrs:
+                continue
             if name in ("xp", "_xp") and _is_module(val):
                 _set(obj, name, self.target)
                 continue
@@ -220,8 +224,8 @@ class _Mover:
 
         if isinstance(obj, Layer):
             return True
-        if mod.startswith("recaffe.data_transformer"):
-            return False  # host-side by design
+        if mod.startswith(("recaffe.data_transformer", "recaffe.io")):
+            return False  # host-side by design (data and pycaffe io helpers)
         return mod == "recaffe" or mod.startswith("recaffe.")
 
     def _blob(self, b: Blob) -> None:

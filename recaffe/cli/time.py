@@ -145,10 +145,10 @@ def main(argv: list[str]) -> int:
         logger.info(f"Average Forward-Backward: {fmt(total * 1e3 / its)} ms.")
         logger.info(f"Total Time: {fmt(total * 1e3)} ms.")
         logger.info("*** Benchmark ends ***")
+        _log_copies(its)
         _time_plan(net, its)
         sides.__exit__(None, None, None)
         sides = None
-        _log_copies(its)
     finally:
         if sides is not None:
             sides.__exit__(None, None, None)
