@@ -464,10 +464,15 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         return loss
 
     def clear_param_diffs(self) -> None:
+        # Either side: from a script it zeroes the host side (arrays the
+        # script holds see the zeros); inside a solver step, the device side.
+        ensure_device(self)
         for b in self.learnable_params:
             b.diff[...] = 0
 
+    @runs_on_device
     def reshape(self) -> None:
+        ensure_device(self)
         for i, layer in enumerate(self.layers_list):
             layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
 

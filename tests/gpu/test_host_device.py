@@ -65,6 +65,7 @@ def ref(net, x):
 
 # -- the state machine ---------------------------------------------------------------
 def test_synced_memory_heads_and_copies():
+    synced.flush()  # host changes other tests left pending
     synced.reset_copy_counts()
     reset_copies()
     m = SyncedMemory(FAKE.zeros(6, dtype=np.float32))
@@ -93,6 +94,7 @@ def test_synced_memory_heads_and_copies():
 
 
 def test_host_changes_reach_the_device_once_per_change():
+    synced.flush()
     synced.reset_copy_counts()
     m = SyncedMemory(FAKE.zeros(3, dtype=np.float32))
     m.host_array()[:] = 7
@@ -374,6 +376,7 @@ def test_mode_flip_in_one_script(tmp_path):
 
 def test_cpu_mode_copies_nothing(tmp_path):
     backend.set_mode_cpu()
+    synced.flush()  # host changes other tests' GPU nets left pending
     synced.reset_copy_counts()
     solver, _ = _solver_loop(tmp_path, iters=3)
     solver.net.params["ip1"][0].data[...] *= 1.0
