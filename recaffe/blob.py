@@ -80,8 +80,7 @@ class HostArray(np.ndarray):
 
 def _host_view(arr, blob: Blob, what: str) -> HostArray:
     v = arr.view(HostArray)
-    name = blob.name
-    v._what = f"blob '{name}' {what}" if name else f"blob {what}"
+    v._what = blob._label(what)
     return v
 
 
@@ -165,6 +164,10 @@ class Blob:
     channels = property(lambda self: self._legacy(1))
     height = property(lambda self: self._legacy(2))
     width = property(lambda self: self._legacy(3))
+
+    def _label(self, what: str) -> str:
+        """How errors name this blob's data or diff."""
+        return f"blob '{self.name}' {what}" if self.name else f"blob {what}"
 
     def _sync_for(self, buf):
         """A SyncedMemory for a new device buffer (None on the host)."""
@@ -252,7 +255,7 @@ class Blob:
             if h is None:
                 h = self._hdata = _host_view(self._data, self, "data")
             return h
-        buf = s.host_array(mutable)
+        buf = s.host_array(mutable, self._label("data"))
         if h is None:
             h = self._hdata = _host_view(
                 buf[: self._count].reshape(self._shape), self, "data")
@@ -267,7 +270,7 @@ class Blob:
             if h is None:
                 h = self._hdiff = _host_view(self._diff, self, "diff")
             return h
-        buf = s.host_array(mutable)
+        buf = s.host_array(mutable, self._label("diff"))
         if h is None:
             h = self._hdiff = _host_view(
                 buf[: self._count].reshape(self._shape), self, "diff")

@@ -56,6 +56,11 @@ class BackendError(RecaffeError):
     """A requested compute backend (GPU, BLAS library) is not available."""
 
 
+class StaleHostWriteError(RecaffeError):
+    """A host array kept across a device pass was written (the write would be
+    lost); raised only with ``RECAFFE_SYNC_CHECK=1``."""
+
+
 def layer_error(
     layer, message: str, cls: type[RecaffeError] = LayerSetupError
 ) -> RecaffeError:

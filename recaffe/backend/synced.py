@@ -34,6 +34,9 @@ starts.
 
 from __future__ import annotations
 
+import os
+import zlib
+
 import numpy as np
 
 UNINITIALIZED = "UNINITIALIZED"
@@ -45,8 +48,8 @@ SYNCED = "SYNCED"
 class _State:
     """Process-wide state: which side code runs on, the epoch, pending copies."""
 
-    __slots__ = ("d2h", "d2h_bytes", "depth", "dirty", "epoch", "h2d", "h2d_bytes",
-                 "host_side")
+    __slots__ = ("check_stale", "d2h", "d2h_bytes", "depth", "dirty", "epoch", "h2d",
+                 "h2d_bytes", "host_side")
 
     def __init__(self) -> None:
         #: True outside device passes: blob.data/diff give host arrays.
@@ -61,6 +64,9 @@ class _State:
         self.d2h = 0
         self.h2d_bytes = 0
         self.d2h_bytes = 0
+        #: detect writes through host arrays kept across a device pass
+        self.check_stale = os.environ.get("RECAFFE_SYNC_CHECK", "").strip().lower() \
+            in ("1", "true", "yes", "on")
 
 
 STATE = _State()
@@ -94,6 +100,19 @@ def copy_counts() -> dict[str, int]:
 def reset_copy_counts() -> None:
     s = STATE
     s.h2d = s.d2h = s.h2d_bytes = s.d2h_bytes = 0
+
+
+def set_stale_check(on: bool) -> None:
+    """Turn the stale-write check on or off (``RECAFFE_SYNC_CHECK=1`` at start).
+
+    When on, each host side remembers a checksum of its contents whenever both
+    sides are equal; when a device pass made the host side stale and it is
+    asked for again, a host side whose contents changed in between was written
+    through an array kept from before the pass: that write would be lost (as
+    in Caffe), so :class:`~recaffe.errors.StaleHostWriteError` is raised
+    instead. Costs one checksum of the buffer per sync; for debugging.
+    """
+    STATE.check_stale = bool(on)
 
 
 def count_copy(to_device: bool, nbytes: int) -> None:
@@ -134,7 +153,7 @@ class SyncedMemory:
     (a buffer that moved from the host keeps its host array).
     """
 
-    __slots__ = ("_dirty", "_epoch", "_head", "device", "host")
+    __slots__ = ("_digest", "_dirty", "_epoch", "_head", "device", "host")
 
     def __init__(self, device, host=None, head: str = UNINITIALIZED):
         self.device = device
@@ -142,6 +161,7 @@ class SyncedMemory:
         self._head = head
         self._epoch = STATE.epoch
         self._dirty = False
+        self._digest = None
         if head == HEAD_AT_HOST:
             self._mark_dirty()
 
@@ -159,24 +179,45 @@ class SyncedMemory:
             self._dirty = True
             STATE.dirty.append(self)
 
-    def host_array(self, mutable: bool = True) -> np.ndarray:
+    def host_array(self, mutable: bool = True, what: str = "blob") -> np.ndarray:
         """The host side, current (Caffe's ``cpu_data``; ``mutable_cpu_data``
-        when ``mutable``: the device side then counts as stale)."""
+        when ``mutable``: the device side then counts as stale). ``what`` names
+        the buffer in the stale-write check's error."""
         head = self.head
         if self.host is None:
             self.host = np.zeros(self.device.shape, dtype=self.device.dtype)
         if head == HEAD_AT_DEVICE:
+            if self._digest is not None and STATE.check_stale:
+                self._check_unchanged(what)
             _copy_to_host(self.host, self.device)
             head = SYNCED
         elif head == UNINITIALIZED:
             head = SYNCED  # both sides are zeros
         if mutable:
             self._head = HEAD_AT_HOST
+            self._digest = None
             self._mark_dirty()
         elif head == SYNCED:
             self._head = SYNCED
             self._epoch = STATE.epoch
+            self._remember()
         return self.host
+
+    def _remember(self) -> None:
+        if STATE.check_stale and self.host is not None:
+            self._digest = zlib.crc32(self.host.view(np.uint8).data)
+
+    def _check_unchanged(self, what: str) -> None:
+        if zlib.crc32(self.host.view(np.uint8).data) != self._digest:
+            from recaffe.errors import StaleHostWriteError  # noqa: PLC0415
+
+            self._digest = None
+            raise StaleHostWriteError(
+                f"{what}: its host array was written after a device pass without "
+                "asking for .data/.diff again, so the device never saw the write "
+                "(as in Caffe); assign through net.blobs[...].data (or "
+                ".diff) after each pass instead of through an array kept from "
+                "before it")
 
     def device_array(self):
         """The device side, current (copies host changes once)."""
@@ -184,6 +225,7 @@ class SyncedMemory:
             _copy_to_device(self.device, self.host)
             self._head = SYNCED
             self._epoch = STATE.epoch
+            self._remember()
         self._dirty = False
         return self.device
 

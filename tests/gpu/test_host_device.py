@@ -27,7 +27,7 @@ from recaffe.backend.synced import (
     device_side,
 )
 from recaffe.blob import HostArray
-from recaffe.errors import ShapeError
+from recaffe.errors import ShapeError, StaleHostWriteError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -202,6 +202,26 @@ def test_stale_reference_across_a_gpu_pass(gpu_mode, deploy):
     held[...] = 5
     deploy._forward(0, last)
     np.testing.assert_allclose(deploy.blobs["x"].data, 3 * x)
+
+
+def test_stale_write_check(gpu_mode, deploy):
+    last = len(deploy.layers) - 1
+    synced.set_stale_check(True)
+    try:
+        x = np.ones((4, 3), dtype=np.float32)
+        for k in range(3):  # the right idiom never trips it
+            deploy.blobs["x"].data[...] = k * x
+            deploy._forward(0, last)
+            np.testing.assert_allclose(deploy.blobs["y"].data, ref(deploy, k * x),
+                                       rtol=1e-5, atol=1e-5)
+        held = deploy.blobs["x"].data
+        deploy._forward(0, last)
+        held[...] = 5  # lost: the device side is newer
+        with pytest.raises(StaleHostWriteError, match=r"blob 'x' data: its host "
+                                                      r"array was written after"):
+            deploy.blobs["x"].data  # noqa: B018
+    finally:
+        synced.set_stale_check(False)
 
 
 def test_python_layer_runs_on_host_arrays(gpu_mode, tmp_path, monkeypatch):
