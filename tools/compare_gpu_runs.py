@@ -63,9 +63,11 @@ def compare_binary_addition(cpu: str | None, gpu: str | None,
                   f"{worst:.1e}; {final[0] if final else 'no final line'})")
 
 
-def compare_data_script(cpu: dict | None, gpu: dict | None) -> tuple[bool, str]:
+def compare_data_script(cpu: dict | None, gpu: dict | None,
+                        why: str = "") -> tuple[bool, str]:
     if cpu is None or gpu is None:
-        return False, "FAILED (a run wrote no result)"
+        which = "the CPU run" if cpu is None else "the GPU run"
+        return False, f"FAILED ({which} wrote no result{': ' + why if why else ''})"
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "gpu"))
     try:
         import pycaffe_script  # noqa: PLC0415
@@ -77,6 +79,15 @@ def compare_data_script(cpu: dict | None, gpu: dict | None) -> tuple[bool, str]:
     worst = max(abs(a - b) for a, b in zip(cpu["losses"], gpu["losses"], strict=True))
     return True, (f"GPU run EQUALS CPU run ({len(gpu['losses'])} losses to "
                   f"{worst:.1e}, accuracy {gpu['accuracy']})")
+
+
+def _last_line(d: str, *names: str) -> str:
+    """The last line of the first of ``names`` that ends in an error."""
+    for name in names:
+        lines = (_read(os.path.join(d, name)) or "").strip().splitlines()
+        if lines and ("Error" in lines[-1] or "rror:" in lines[-1]):
+            return lines[-1]
+    return ""
 
 
 def main(argv=None) -> int:
@@ -92,7 +103,8 @@ def main(argv=None) -> int:
 
     results = [
         (".data-only pycaffe script", compare_data_script(
-            load_json("data_script_cpu.json"), load_json("data_script_gpu.json"))),
+            load_json("data_script_cpu.json"), load_json("data_script_gpu.json"),
+            why=_last_line(d, "data_script_cpu.log", "data_script_gpu.log"))),
         ("binary_addition --gpu", compare_binary_addition(
             _read(os.path.join(d, "binary_addition_cpu.log")),
             _read(os.path.join(d, "binary_addition_gpu.log")))),

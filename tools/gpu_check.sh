@@ -19,18 +19,19 @@
 # 6. prints a compact summary. Logs (and JSON/JUnit results) go to $OUT if set,
 #    else to ./gpu_check_out.
 #
-# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 200),
-# SCRIPT_TIMEOUT (s per run, default 40), BENCH_TIMEOUT (s, default 90),
-# RECAFFE_GPU_GRADCHECK (first|all|0), GPU_CHECK_NO_INSTALL=1 (never pip install).
+# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 180),
+# SCRIPT_TIMEOUT (s per GPU run, default 40; CPU runs get half), BENCH_TIMEOUT
+# (s, default 50), RECAFFE_GPU_GRADCHECK (first|all|0), GPU_CHECK_NO_INSTALL=1
+# (never pip install). Worst case with CuPy installed: about 6 minutes.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
 OUTDIR=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUTDIR"
-TEST_TIMEOUT=${TEST_TIMEOUT:-200}
+TEST_TIMEOUT=${TEST_TIMEOUT:-180}
 SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-40}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-90}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-50}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 T0=$(date +%s)
@@ -83,7 +84,7 @@ EOF
 # -- 3. GPU tests -----------------------------------------------------------------------
 say "GPU tests (limit ${TEST_TIMEOUT}s)"
 TIMEOUT_OPT=""
-"$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_OPT="--timeout=150"
+"$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_OPT="--timeout=120"
 timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest -o addopts= -q -p no:cacheprovider -rfEs $TIMEOUT_OPT \
   --junitxml="$OUTDIR/gpu_tests.xml" \
   tests/gpu tests/test_gpu_backend.py tests/test_pycaffe_api.py -k "cupy" \
@@ -92,14 +93,15 @@ TEST_RC=$?
 tail -40 "$OUTDIR/gpu_tests.log"
 
 # -- 4. unmodified pycaffe scripts: the GPU run against the CPU run ---------------------
-say "pycaffe scripts, CPU and GPU runs (limit ${SCRIPT_TIMEOUT}s per run)"
+say "pycaffe scripts, CPU and GPU runs (limit ${SCRIPT_TIMEOUT}s per GPU run)"
 SCRIPTS_DIR="$OUTDIR/scripts"
 mkdir -p "$SCRIPTS_DIR"
 for m in cpu gpu; do
-  flag=""; [ $m = gpu ] && flag="--gpu"
-  timeout -k 5 "$SCRIPT_TIMEOUT" "$PY" tests/gpu/pycaffe_script.py $flag \
+  flag=""; limit=$(( SCRIPT_TIMEOUT / 2 ))
+  [ $m = gpu ] && flag="--gpu" && limit=$SCRIPT_TIMEOUT
+  timeout -k 5 "$limit" "$PY" tests/gpu/pycaffe_script.py $flag \
     --json "$SCRIPTS_DIR/data_script_$m.json" >"$SCRIPTS_DIR/data_script_$m.log" 2>&1
-  timeout -k 5 "$SCRIPT_TIMEOUT" "$PY" examples/binary_addition/train.py $flag \
+  timeout -k 5 "$limit" "$PY" examples/binary_addition/train.py $flag \
     --iters 1000 --check-every 100 --outdir "$SCRIPTS_DIR/binary_addition_$m" \
     >"$SCRIPTS_DIR/binary_addition_$m.log" 2>&1
 done

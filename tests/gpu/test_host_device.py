@@ -135,6 +135,7 @@ def test_copy_counts_follow_caffe(gpu_mode, deploy):
     deploy.blobs["x"].data[...] = x
     deploy._forward(0, last)
     synced.reset_copy_counts()
+    reset_copies()
     deploy._forward(0, last)
     deploy._backward(last, 0)
     assert counts() == (0, 0)  # nothing asked for on the host: nothing copied
@@ -158,6 +159,8 @@ def test_copy_counts_follow_caffe(gpu_mode, deploy):
     assert counts() == (2, 3)
     deploy.forward()
     assert counts() == (3, 4)
+    if gpu_mode == "gpu-fake":  # the stand-in saw the same transfers
+        assert (COPIES["host_to_device"], COPIES["device_to_host"]) == (3, 4)
 
 
 def test_param_edits_in_place_are_seen_by_the_next_pass(gpu_mode, deploy):
