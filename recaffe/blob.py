@@ -205,40 +205,37 @@ class Blob:
         self.reshape(other._shape)
 
     # -- arrays --------------------------------------------------------------
-    # ``data`` and ``diff`` are swapped between the two accessor pairs below
-    # (see the end of this module) whenever code changes side: on the device
-    # side they return the arrays layers compute on, with no extra check.
-    def _data_device(self):
+    @property
+    def data(self):
+        """Device array inside a device pass; host numpy array elsewhere."""
+        if STATE.host_side:
+            return self._host_data(True)
         return self._data
 
-    def _set_data_device(self, value) -> None:
-        backend.copy_into(self._data, value)
+    @data.setter
+    def data(self, value) -> None:
+        if STATE.host_side:
+            self._host_data(True)[...] = value
+        else:
+            backend.copy_into(self._data, value)
 
-    def _diff_device(self):
+    @property
+    def diff(self):
+        """Device array inside a device pass; host numpy array elsewhere."""
+        if STATE.host_side:
+            return self._host_diff(True)
         d = self._diff
         if d is None:
             d = self._alloc_diff()
         return d
 
-    def _set_diff_device(self, value) -> None:
-        backend.copy_into(self._diff_device(), value)
-
-    def _data_host(self):
-        return self._host_data(True)
-
-    def _set_data_host(self, value) -> None:
-        self._host_data(True)[...] = value
-
-    def _diff_host(self):
-        return self._host_diff(True)
-
-    def _set_diff_host(self, value) -> None:
-        self._host_diff(True)[...] = value
-
-    #: Device array inside a device pass; host numpy array elsewhere.
-    data = property(_data_host, _set_data_host)
-    #: Device array inside a device pass; host numpy array elsewhere.
-    diff = property(_diff_host, _set_diff_host)
+    @diff.setter
+    def diff(self, value) -> None:
+        if STATE.host_side:
+            self._host_diff(True)[...] = value
+        else:
+            d = self._diff
+            backend.copy_into(self._alloc_diff() if d is None else d, value)
 
     def _alloc_diff(self):
         self._gbuf = self._xp.zeros(max(self._count, 1), dtype=self._dtype)
@@ -411,21 +408,5 @@ class BlobVec(list):
         self.append(b)
         return b
 
-
-_HOST_ACCESSORS = (property(Blob._data_host, Blob._set_data_host,
-                            doc="The data (host array outside device passes)."),
-                   property(Blob._diff_host, Blob._set_diff_host,
-                            doc="The diff (host array outside device passes)."))
-_DEVICE_ACCESSORS = (property(Blob._data_device, Blob._set_data_device,
-                              doc="The data (device array inside device passes)."),
-                     property(Blob._diff_device, Blob._set_diff_device,
-                              doc="The diff (device array inside device passes)."))
-
-
-def _switch_side(host: bool) -> None:
-    Blob.data, Blob.diff = _HOST_ACCESSORS if host else _DEVICE_ACCESSORS
-
-
-synced.on_side_change(_switch_side)
 
 __all__ = ["Blob", "BlobVec", "HostArray", "synced"]

@@ -70,22 +70,10 @@ class _State:
 
 
 STATE = _State()
-#: Called with the new value whenever ``STATE.host_side`` changes (Blob swaps
-#: its ``data``/``diff`` accessors, so device-side access costs nothing extra).
-_side_listeners: list = []
-
-
-def on_side_change(fn) -> None:
-    """Register ``fn(host_side: bool)``, called on every change of side."""
-    _side_listeners.append(fn)
-    fn(STATE.host_side)
 
 
 def _set_host_side(host: bool) -> None:
-    if STATE.host_side is not host:
-        STATE.host_side = host
-        for fn in _side_listeners:
-            fn(host)
+    STATE.host_side = host
 
 
 # -- copy counters -------------------------------------------------------------------
