@@ -181,6 +181,18 @@ def test_param_edits_in_place_are_seen_by_the_next_pass(gpu_mode, deploy):
     assert deploy.params["ip"][1].data is b
 
 
+def test_reshape_input_then_forward(gpu_mode, deploy):
+    """The deploy-script idiom: reshape the input blob, net.reshape(), fill."""
+    x = np.random.default_rng(3).standard_normal((6, 3)).astype(np.float32)
+    deploy.blobs["x"].reshape(6, 3)
+    deploy.reshape()
+    assert deploy.blobs["y"].data.shape == (6, 2)
+    deploy.blobs["x"].data[...] = x
+    out = deploy.forward()
+    np.testing.assert_allclose(out["y"], ref(deploy, x), rtol=1e-5, atol=1e-5)
+    assert backend.is_device_array(device_array(deploy.blobs["y"]))
+
+
 def test_stale_reference_across_a_gpu_pass(gpu_mode, deploy):
     """The footgun Caffe has, and what recaffe keeps of it (docs/gpu.md)."""
     last = len(deploy.layers) - 1
