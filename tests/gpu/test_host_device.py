@@ -326,6 +326,56 @@ def test_solver_loop_with_step_1_matches_cpu(gpu_mode, tmp_path):
     assert losses[-1] < losses[0]
 
 
+CHAR_LSTM = """name: 'charlstm'
+layer { name: 'in' type: 'Input' top: 'ids' top: 'cont' top: 'target'
+  input_param { shape { dim: 6 dim: 3 } shape { dim: 6 dim: 3 }
+                shape { dim: 6 dim: 3 } } }
+layer { name: 'emb' type: 'Embed' bottom: 'ids' top: 'e'
+  embed_param { num_output: 5 input_dim: 7
+    weight_filler { type: 'uniform' min: -0.5 max: 0.5 } } }
+layer { name: 'lstm' type: 'LSTM' bottom: 'e' bottom: 'cont' top: 'h'
+  recurrent_param { num_output: 8
+    weight_filler { type: 'uniform' min: -0.3 max: 0.3 } } }
+layer { name: 'out' type: 'InnerProduct' bottom: 'h' top: 'logits'
+  inner_product_param { num_output: 7 axis: 2
+    weight_filler { type: 'uniform' min: -0.3 max: 0.3 } } }
+layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'logits' bottom: 'target'
+  top: 'loss' softmax_param { axis: 2 } }
+"""
+
+
+def _char_lstm_losses(tmp_path, iters=6):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "net.prototxt").write_text(CHAR_LSTM)
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path / "net.prototxt"}"\ntype: "Adam"\nbase_lr: 0.05\n'
+        'momentum: 0.9\nmomentum2: 0.999\nlr_policy: "fixed"\nrandom_seed: 4\n'
+        'display: 0\nclip_gradients: 5\n')
+    solver = caffe.get_solver(str(tmp_path / "solver.prototxt"))
+    rng = np.random.default_rng(4)
+    text = rng.integers(0, 7, 200)
+    losses = []
+    for it in range(iters):
+        # the issue's script: inputs written through .data, the loss read back
+        window = text[it * 18:(it + 1) * 18 + 1]
+        solver.net.blobs["ids"].data[...] = window[:-1].reshape(6, 3)
+        solver.net.blobs["target"].data[...] = window[1:].reshape(6, 3)
+        cont = solver.net.blobs["cont"].data
+        cont[...] = 1
+        cont[0] = 0 if it == 0 else 1
+        solver.step(1)
+        losses.append(float(solver.net.blobs["loss"].data))
+    return losses
+
+
+def test_char_lstm_through_pycaffe_matches_cpu(gpu_mode, tmp_path):
+    gpu = _char_lstm_losses(tmp_path / "gpu")
+    backend.set_mode_cpu()
+    cpu = _char_lstm_losses(tmp_path / "cpu")
+    backend.set_mode_gpu()
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6)
+
+
 def test_share_with_save_and_load(gpu_mode, tmp_path, deploy):
     path = tmp_path / "deploy.prototxt"
     other = caffe.Net(str(path), caffe.TEST)
