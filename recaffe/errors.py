@@ -73,6 +73,11 @@ class DistributedError(RecaffeError):
     ranks disagree on the net or solver, or MPI/NCCL is not usable."""
 
 
+class StaleHostWriteError(RecaffeError):
+    """A host array kept across a device pass was written (the write would be
+    lost); raised only with ``RECAFFE_SYNC_CHECK=1``."""
+
+
 def layer_error(
     layer, message: str, cls: type[RecaffeError] = LayerSetupError
 ) -> RecaffeError:

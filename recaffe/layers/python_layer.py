@@ -35,6 +35,7 @@ import os
 import sys
 import traceback
 
+from recaffe.backend.synced import host_call
 from recaffe.caffe_alias import caffe_for_user_code
 from recaffe.errors import LayerSetupError
 from recaffe.layer import Layer, register_layer
@@ -136,4 +137,8 @@ class PythonLayer(Layer):
         layer.param_str = pp.param_str
         layer.phase = int(layer_param.phase if phase is None else phase)
         layer.type = "Python"
+        # Caffe's Python layers are CPU layers: in GPU mode their hooks see
+        # host arrays, and what they write is copied back to the device.
+        for hook in ("setup", "reshape", "forward", "backward"):
+            setattr(layer, hook, host_call(getattr(layer, hook)))
         return layer

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.device import ensure_device
 from recaffe.errors import DivergenceError, RecaffeError, SolverError
 from recaffe.io.prototxt import read_prototxt, to_text
@@ -184,6 +185,7 @@ class Solver:
                     logger.info(f"Finetuning from {w}")
                     net.copy_from(w)
 
+    @runs_on_device
     def _alloc_history(self) -> None:
         """History, update and scratch arrays, one per learnable param (and per
         history set). Where the params share one dtype and array module, each
@@ -312,6 +314,7 @@ class Solver:
             self.smoothed_loss += (loss - self._losses[idx]) / window
             self._losses[idx] = loss
 
+    @runs_on_device
     def step(self, iters: int) -> None:
         """Run ``iters`` training iterations (Caffe's Solver::Step)."""
         p = self.param
@@ -342,7 +345,7 @@ class Solver:
                     break
             for on_start, _ in callbacks:
                 if on_start is not None:
-                    on_start()
+                    host_call(on_start)()
             display = display_every > 0 and self.iter % display_every == 0
             self._display_now = display
             net.debug_info = display and debug
@@ -371,7 +374,7 @@ class Solver:
                 self._log_outputs(net, "    Train net output #")
             for _, on_ready in callbacks:
                 if on_ready is not None:
-                    on_ready()
+                    host_call(on_ready)()
             self.apply_update()
             self._display_now = False
             request = self._requested_action()
@@ -501,6 +504,7 @@ class Solver:
         """Turn ``diff`` of learnable param ``param_id`` into the step to subtract."""
         raise NotImplementedError
 
+    @runs_on_device
     def apply_update(self) -> None:
         """One update from the current diffs; increments ``iter``."""
         rate = self.get_learning_rate()

@@ -2,12 +2,14 @@
 
 Arrays are a numpy subclass (:class:`FakeDeviceArray`) with CuPy's ``get()``;
 like CuPy, a ufunc or module function refuses a host (plain numpy) array
-mixed into device arrays, so code that forgets a host->device copy fails here
-as it would on a GPU. Module functions return device arrays. It does not catch
-everything CuPy would (implicit device->host conversion through
-``np.asarray``, numpy functions dispatched by ``__array_function__``), and it
-compiles no CUDA kernel (``__name__`` is not "cupy", so the fused kernels are
-not used).
+mixed into device arrays, and an assignment ``device[...] = host_array``, so
+code that forgets a host->device copy fails here as it would on a GPU. It
+counts transfers (:data:`COPIES`: ``asarray``/``set`` from the host, ``get``)
+so tests can check recaffe's own copy counters against it. Module functions
+return device arrays. It does not catch everything CuPy would (implicit
+device->host conversion through ``np.asarray``, numpy functions dispatched
+by ``__array_function__``), and it compiles no CUDA kernel (``__name__`` is
+not "cupy", so the fused kernels are not used).
 """
 
 from __future__ import annotations
@@ -18,12 +20,42 @@ import numpy as np
 
 from recaffe import backend
 
+#: Host<->device transfers made through the stand-in (an independent count
+#: to check recaffe's own): asarray/array/set from host memory, get().
+COPIES = {"host_to_device": 0, "device_to_host": 0}
+
+
+def reset_copies() -> None:
+    COPIES["host_to_device"] = COPIES["device_to_host"] = 0
+
 
 class FakeDeviceArray(np.ndarray):
     """A 'device' array: numpy memory, CuPy's rules for mixing with the host."""
 
-    def get(self):
+    def get(self, stream=None, order="C", out=None):
+        COPIES["device_to_host"] += 1
+        if out is not None:
+            if isinstance(out, FakeDeviceArray) or out.shape != self.shape:
+                raise ValueError("get(out=): out must be a host array of the same "
+                                 "shape")
+            out[...] = self.view(np.ndarray)
+            return out
         return np.array(self.view(np.ndarray), copy=True)
+
+    def set(self, arr, stream=None):
+        if isinstance(arr, FakeDeviceArray) or not isinstance(arr, np.ndarray):
+            raise TypeError("set(): only a host numpy array can be copied in")
+        if arr.shape != self.shape:
+            raise ValueError(f"set(): shape mismatch {arr.shape} != {self.shape}")
+        COPIES["host_to_device"] += 1
+        self.view(np.ndarray)[...] = arr
+
+    def __setitem__(self, key, value) -> None:
+        # CuPy refuses a non-scalar host array here (no implicit transfer).
+        if isinstance(value, np.ndarray) and not isinstance(value, FakeDeviceArray) \
+                and value.ndim > 0:
+            raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
+        super().__setitem__(key, _plain(value))
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_host(ufunc.__name__, inputs + (out or ()))
@@ -63,6 +95,8 @@ _FROM_HOST = {"asarray", "array", "ascontiguousarray", "asanyarray"}
 def _function(name, fn):
     def call(*args, **kwargs):
         if name in _FROM_HOST:
+            if not isinstance(args[0], FakeDeviceArray):
+                COPIES["host_to_device"] += 1
             a = np.array(_plain(args[0]), copy=True, **kwargs) if name == "array" \
                 else np.array(_plain(args[0]), copy=True, dtype=kwargs.get("dtype"))
             return a.view(FakeDeviceArray)
