@@ -533,24 +533,9 @@ def test_binary_addition_example_with_its_gpu_switch(gpu_mode, tmp_path, capsys)
     assert not compare.compare_binary_addition(cpu_out, changed)[0]
 
 
-@pytest.fixture
-def restore_logger():
-    """recaffe time sets up glog handlers on the shared logger; put it back."""
-    import logging  # noqa: PLC0415
-
-    log = importlib.import_module("recaffe.log")
-
-    lg = logging.getLogger("recaffe")
-    saved = (list(lg.handlers), lg.level, lg.propagate, dict(log._handlers))
-    yield
-    lg.handlers[:] = saved[0]
-    lg.setLevel(saved[1])
-    lg.propagate = saved[2]
-    log._handlers.clear()
-    log._handlers.update(saved[3])
 
 
-def test_recaffe_time_reports_copies(mode, tmp_path, monkeypatch, restore_logger):
+def test_recaffe_time_reports_copies(mode, tmp_path, monkeypatch):
     from recaffe.cli.__main__ import main  # noqa: PLC0415
 
     monkeypatch.syspath_prepend(str(HERE))  # the Python layer's module
