@@ -1,0 +1,500 @@
+"""Whole passes replayed as CUDA graphs: a Net's forward and backward, a
+training iteration (clear diffs, forward, backward) and a solver's update.
+
+In GPU mode each pass of a net whose shapes stay fixed is run once eagerly
+(warm-up: kernels compiled, lazily allocated buffers made), captured once
+(:mod:`recaffe.backend.cuda_graph`), then replayed with one launch per pass:
+
+- **What is captured.** The execution plan's steps (time-batched groups,
+  fused recurrent kernels and all), minus the *source* layers (data layers
+  without bottoms other than Input): those do host-side work and run eagerly
+  before each replay, copying their batch into the fixed device buffers of
+  their tops. Loss terms (``sum(top.data * top.diff)``) are computed on the
+  device and read after the replay with one copy, together with the deferred
+  input checks of the layers and, when training, a flag saying whether every
+  gradient is finite.
+- **The solver's update** (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta) is a
+  second graph; the learning rate enters as a device vector of the per-param
+  local rates, written before each replay, so rate schedules need no
+  re-capture.
+- **When it runs eagerly.** CPU mode, ``RECAFFE_CUDA_GRAPH=0``, debug_info,
+  net callbacks, a Python (or HDF5Output) layer, a pass that fails to
+  capture (e.g. a layer reading device values on the host), Adam's update or
+  gradient clipping (host decisions each iteration), ``iter_size`` > 1 for
+  the training graph. The reason is logged once and shown by
+  ``recaffe time``; :func:`status` returns it.
+- **When it captures again.** Any change of what the graphs were recorded
+  for drops them: another mode or device, a rebuilt plan, a blob or
+  parameter whose arrays were re-pointed or reshaped (new input shapes), or a
+  pass that ran outside the graphs (a partial forward, per-layer calls). The
+  next pass warms up and captures again; a net that keeps changing
+  (:data:`MAX_CAPTURES`) stays eager.
+
+Results equal the eager passes' to float rounding (the same kernels run, in
+the same order; GEMMs go through cuBLAS directly instead of through CuPy).
+Graph state lives in weak dictionaries keyed by the net or solver, outside
+the objects, so moving a net between devices never walks it.
+"""
+
+from __future__ import annotations
+
+import operator
+import weakref
+
+import numpy as np
+
+from recaffe import backend
+from recaffe.backend import cuda_graph
+from recaffe.backend.cuda_graph import CaptureError
+from recaffe.device import ensure_device
+from recaffe.log import logger
+
+#: Layer types that do host work inside their forward/backward.
+HOST_TYPES = frozenset({"Python", "HDF5Output"})
+#: Captures after which a net whose graphs keep being invalidated stays eager.
+MAX_CAPTURES = 8
+#: Solver types whose update depends on the learning rate only through
+#: ``local_rate``/``_local_rates`` (so a device vector of rates can stand in).
+RATE_ONLY_SOLVERS = frozenset({"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta"})
+
+_nets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_solvers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _same(a: tuple, b: tuple | None) -> bool:
+    return b is not None and len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+class _Slot:
+    """One pass: its graph once captured, whether it was warmed up."""
+
+    __slots__ = ("graph", "warm")
+
+    def __init__(self):
+        self.graph = None
+        self.warm = False
+
+
+class _Graphs:
+    """Warm-up, capture and replay of named passes that share one key (what
+    they were recorded for) and one private memory pool."""
+
+    what = "graphs"
+
+    def __init__(self):
+        self.slots: dict[str, _Slot] = {}
+        self.key: tuple | None = None
+        self.reason: str | None = None      # eager for good (static or failed)
+        self.last: str | None = None        # why the last pass ran eagerly
+        self.captures = 0
+        self.replays = 0
+        self.pool = None
+        self._static: tuple | None = None   # (signature, reason)
+        self._logged: set[str] = set()
+
+    # -- bookkeeping -------------------------------------------------------------
+    def drop(self, why: str = "") -> None:
+        """Forget the graphs (and the memory they kept); capture again later."""
+        if self.slots:
+            self.slots = {}
+            self.pool = None
+        self.key = None
+
+    def note(self, reason: str) -> None:
+        """Remember why a pass ran eagerly; log each reason once."""
+        self.last = reason
+        if reason not in self._logged and reason not in ("CPU mode",
+                                                          "RECAFFE_CUDA_GRAPH=0"):
+            self._logged.add(reason)
+            logger.info(f"CUDA graphs: {self.what} run eagerly: {reason}")
+
+    def fail(self, reason: str) -> None:
+        self.reason = reason
+        self.drop()
+        self.note(reason)
+
+    def check_key(self, key: tuple) -> None:
+        if not _same(key, self.key):
+            self.drop()
+            self.key = key
+
+    def nbytes(self) -> int:
+        return sum(s.graph.kept_bytes for s in self.slots.values()
+                   if s.graph is not None)
+
+    # -- running -------------------------------------------------------------------
+    def run(self, kind: str, body) -> list | None:
+        """Run pass ``kind`` (``body()`` returns the device arrays the host
+        reads): eagerly the first time, then captured and replayed. Returns the
+        host values of those arrays (flat numpy arrays), or None when the pass
+        could not run as a graph and nothing was run (the caller runs it
+        eagerly its own way)."""
+        slot = self.slots.get(kind)
+        if slot is None:
+            slot = self.slots[kind] = _Slot()
+        if slot.graph is None:
+            if not slot.warm:
+                slot.warm = True
+                self.last = "warm-up before the capture"
+                return [np.asarray(backend.to_host(a), dtype=np.float64).reshape(-1)
+                        for a in body()]
+            if self.captures >= MAX_CAPTURES:
+                self.fail(f"captured {self.captures} times and invalidated each "
+                          "time (shapes or buffers keep changing)")
+                return None
+            xpm = backend.xp()
+            if self.pool is None:
+                self.pool = cuda_graph.new_pool(xpm)
+            try:
+                slot.graph = cuda_graph.capture(body, xpm, self.pool)
+            except CaptureError as exc:
+                self.fail(f"the {kind} pass cannot be captured: {exc}")
+                return None
+            self.captures += 1
+        slot.graph.launch()
+        self.replays += 1
+        self.last = None
+        return slot.graph.readback()
+
+
+# -- nets ------------------------------------------------------------------------------
+class NetGraphs(_Graphs):
+    """The graphs of one :class:`~recaffe.net.Net`."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net_ref = weakref.ref(net)
+        self.what = f"net '{net.name}'"
+        self.grads_finite: bool | None = None
+
+    def static_reason(self, net) -> str | None:
+        """Why this net cannot use graphs now (None: it can)."""
+        sig = (backend.generation(), cuda_graph.enabled(), bool(net.debug_info),
+               any(net._callbacks.values()))
+        if self._static is not None and self._static[0] == sig:
+            return self._static[1]
+        reason = None
+        if not sig[1]:
+            reason = "RECAFFE_CUDA_GRAPH=0"
+        elif not backend.is_gpu():
+            reason = "CPU mode"
+        elif net.debug_info:
+            reason = "debug_info is on"
+        elif sig[3]:
+            reason = "the net has forward/backward callbacks"
+        else:
+            reason = cuda_graph.unsupported(backend.xp())
+            for layer, name in zip(net.layers_list, net.layer_names, strict=True):
+                if reason is None and layer.type in HOST_TYPES:
+                    reason = f"{layer.type} layer '{name}' runs on the host"
+        self._static = (sig, reason)
+        return reason
+
+    def key_for(self, net, plan) -> tuple:
+        """What the graphs depend on: the mode, the plan, and the arrays of
+        every blob and parameter (identity: a reshape or re-pointing makes
+        new arrays)."""
+        arrays: list = [backend.generation(), plan]
+        for b in net.blob_list:
+            arrays.append(b.data)
+            arrays.append(b.diff)
+        for b in net.param_blobs:
+            arrays.append(b.data)
+            arrays.append(b.diff)
+        return tuple(arrays)
+
+    # -- pass bodies -----------------------------------------------------------------
+    @staticmethod
+    def sources(net) -> list[int]:
+        """Layers run eagerly before each replay: data layers (no bottoms),
+        except Input, whose forward does nothing."""
+        return [i for i, layer in enumerate(net.layers_list)
+                if layer.exact_num_bottom == 0 and not net.bottom_ids[i]
+                and layer.type != "Input"]
+
+    def forward_body(self, net, plan, skip) -> list:
+        """The plan's forward steps (source layers skipped; plain layers call
+        ``forward`` directly: shapes are fixed) and the loss terms."""
+        xp = backend.xp()
+        losses = []
+        for (f, b, t), u in zip(plan.fwd, plan.order, strict=True):
+            if u < 0:
+                f(b, t)
+                continue
+            if u in skip:
+                continue
+            layer = net.layers_list[u]
+            layer.forward(b, t)
+            for tb, w in zip(t, layer.loss_weights, strict=False):
+                if w != 0:
+                    losses.append((tb.data.reshape(-1) * tb.diff.reshape(-1)).sum())
+        if not losses:
+            return [xp.zeros(1, dtype=np.float32)]
+        return [xp.stack(losses)]
+
+    @staticmethod
+    def backward_body(plan) -> list:
+        for f, t, pd, b in plan.bwd:
+            f(t, pd, b)
+        return []
+
+    def train_body(self, net, plan, skip) -> list:
+        """Clear the parameter diffs, forward, backward; the loss terms and
+        whether every learnable parameter's gradient is finite."""
+        xp = backend.xp()
+        for b in net.learnable_params:
+            b.diff.fill(0)
+        terms = self.forward_body(net, plan, skip)[0]
+        self.backward_body(plan)
+        ok = xp.isfinite(terms).all()
+        for b in net.learnable_params:
+            ok = ok & xp.isfinite(b.diff).all()
+        return [terms, ok.reshape(1)]
+
+    # -- entry points ----------------------------------------------------------------
+    def _sources_then_key(self, net, plan):
+        """Static checks; then the source layers (eagerly) and the key check.
+        Returns (skip set, loss of the sources, shapes still valid), or a
+        reason string when the pass must run eagerly (nothing run then)."""
+        reason = self.reason or self.static_reason(net)
+        if reason is not None:
+            self.note(reason)
+            return reason
+        src = self.sources(net)
+        loss = 0.0
+        for i in src:
+            loss += net.layers_list[i].Forward(net.bottom_vecs[i], net.top_vecs[i])
+        valid = not src or plan.shapes_valid()
+        if valid:
+            self.check_key(self.key_for(net, plan))
+        return set(src), loss, valid
+
+    def forward(self, net, plan) -> float | None:
+        """The forward pass as a graph; its loss, or None to run it eagerly
+        (nothing was run then)."""
+        prep = self._sources_then_key(net, plan)
+        if isinstance(prep, str):
+            return None
+        skip, loss, valid = prep
+        if not valid:
+            return self._finish_plain(net, skip, loss)
+        vals = self.run("forward", lambda: self.forward_body(net, plan, skip))
+        if vals is None:
+            # Could not capture: this pass still has to run (sources are done).
+            terms = self.forward_body(net, plan, skip)[0]
+            return loss + float(backend.to_host(terms).astype(np.float64).sum())
+        return loss + float(vals[0].sum())
+
+    def _finish_plain(self, net, done: set[int], loss: float) -> float:
+        """Shapes changed at a source layer: the rest of the pass the plain
+        way, and a new plan next time (as the plan does)."""
+        self.drop()
+        net.plan = None
+        net._plain_ran()
+        for i in range(len(net.layers_list)):
+            if i not in done:
+                loss += net.layers_list[i].Forward(net.bottom_vecs[i], net.top_vecs[i])
+        return loss
+
+    def backward(self, net, plan) -> bool:
+        """The backward pass as a graph; False to run it eagerly."""
+        reason = self.reason or self.static_reason(net)
+        if reason is not None:
+            self.note(reason)
+            return False
+        self.check_key(self.key_for(net, plan))
+        return self.run("backward", lambda: self.backward_body(plan)) is not None
+
+    def train(self, net, plan) -> float | None:
+        """Clear diffs + forward + backward as one graph; the loss, or None to
+        run the iteration eagerly (nothing was run then)."""
+        self.grads_finite = None
+        prep = self._sources_then_key(net, plan)
+        if isinstance(prep, str):
+            return None
+        skip, loss, valid = prep
+        if not valid:
+            net.clear_param_diffs()
+            loss = self._finish_plain(net, skip, loss)
+            net.backward_all()
+            return loss
+        vals = self.run("train", lambda: self.train_body(net, plan, skip))
+        if vals is None:
+            net.clear_param_diffs()
+            terms = self.forward_body(net, plan, skip)[0]
+            self.backward_body(plan)
+            return loss + float(backend.to_host(terms).astype(np.float64).sum())
+        self.grads_finite = bool(vals[1][0])
+        return loss + float(vals[0].sum())
+
+
+def net_graphs(net) -> NetGraphs:
+    g = _nets.get(net)
+    if g is None:
+        g = _nets[net] = NetGraphs(net)
+    return g
+
+
+def _active_plan(net):
+    """The net's execution plan when a graph may run a full pass, else None."""
+    if not backend.is_gpu() or not cuda_graph.enabled():
+        return None
+    return net._get_plan()
+
+
+def forward(net, plan) -> float | None:
+    """Hook of :meth:`Net._forward_range` (full pass, plan in hand): the loss
+    of a graphed forward, or None to run the plan eagerly."""
+    if not backend.is_gpu():
+        return None
+    return net_graphs(net).forward(net, plan)
+
+
+def backward(net, plan) -> bool:
+    """Hook of :meth:`Net._backward_range` after a planned forward."""
+    if not backend.is_gpu():
+        return False
+    return net_graphs(net).backward(net, plan)
+
+
+def invalidate(net) -> None:
+    """Hook of :meth:`Net._plain_ran`: a pass ran outside the graphs (layer
+    state may have been re-pointed); capture again next time."""
+    g = _nets.get(net)
+    if g is not None and g.slots:
+        g.drop()
+
+
+# -- solvers ---------------------------------------------------------------------------
+class SolverGraphs(_Graphs):
+    """The update graph of one solver (the train net's graphs are its own)."""
+
+    def __init__(self, solver):
+        super().__init__()
+        self.what = f"the {solver.type or type(solver).__name__} solver's update"
+        self.rates = None      # device vector of local rates
+        self.rate_views = None
+
+    def static_reason(self, solver) -> str | None:
+        p = solver.param
+        sig = (backend.generation(), cuda_graph.enabled(), float(p.clip_gradients),
+               solver.type)
+        if self._static is not None and self._static[0] == sig:
+            return self._static[1]
+        if not sig[1]:
+            reason = "RECAFFE_CUDA_GRAPH=0"
+        elif not backend.is_gpu():
+            reason = "CPU mode"
+        elif solver.type not in RATE_ONLY_SOLVERS:
+            reason = (f"the {solver.type} update uses per-iteration host values "
+                      "besides the learning rate")
+        elif p.clip_gradients >= 0:
+            reason = "clip_gradients decides on the host each iteration"
+        else:
+            reason = cuda_graph.unsupported(backend.xp())
+        self._static = (sig, reason)
+        return reason
+
+    def update(self, solver, rate: float) -> bool:
+        """Apply the update as a graph; False to run it eagerly."""
+        reason = self.reason or self.static_reason(solver)
+        if reason is not None:
+            self.note(reason)
+            return False
+        params = solver.net.learnable_params
+        xpm = backend.xp()
+        key = (backend.generation(), *(b.data for b in params),
+               *(b.diff for b in params), *solver.history, *solver.update,
+               *solver.temp)
+        if not _same(key, self.key):
+            self.drop()
+            self.key = key
+            self.rates = xpm.zeros(len(params), dtype=params[0].data.dtype) \
+                if params else None
+            self.rate_views = [self.rates[i] for i in range(len(params))]
+        if not params:
+            return False
+        host = np.array([float(r) for r in solver._local_rates(rate)],
+                        dtype=self.rates.dtype)
+        setter = getattr(self.rates, "set", None)  # CuPy: one async H2D copy
+        if setter is not None:
+            setter(host)
+        else:
+            backend.copy_into(self.rates, host)
+        views = self.rate_views
+
+        def body():
+            # Instance attributes shadow the methods for this call only: the
+            # update reads the device rates (captured by address).
+            solver._local_rates = lambda _rate: views
+            solver.local_rate = lambda i, _rate: views[i]
+            try:
+                solver.update_params(rate)
+            finally:
+                del solver._local_rates
+                del solver.local_rate
+            return []
+
+        return self.run("update", body) is not None
+
+
+def solver_graphs(solver) -> SolverGraphs:
+    g = _solvers.get(solver)
+    if g is None:
+        g = _solvers[solver] = SolverGraphs(solver)
+    return g
+
+
+def train_iteration(solver) -> float:
+    """Hook of :meth:`Solver.step` (``iter_size`` 1): clear the diffs, forward
+    and backward, as one graph where possible, else eagerly; the loss."""
+    net = solver.net
+    ensure_device(net)
+    plan = _active_plan(net)
+    if plan is not None:
+        loss = net_graphs(net).train(net, plan)
+        if loss is not None:
+            net._plan_forwarded = True
+            return loss
+    net.clear_param_diffs()
+    loss = net.forward_prefilled()
+    net.backward_all()
+    return loss
+
+
+def wants_train_graph(solver) -> bool:
+    """Whether :meth:`Solver.step` should hand iterations to
+    :func:`train_iteration` (GPU mode, graphs on)."""
+    return backend.is_gpu() and cuda_graph.enabled()
+
+
+def update(solver, rate: float) -> bool:
+    """Hook of :meth:`Solver.apply_update`: the update as a graph (True), or
+    False to run it eagerly."""
+    if not backend.is_gpu():
+        return False
+    return solver_graphs(solver).update(solver, rate)
+
+
+def grads_finite(solver) -> bool | None:
+    """Whether the last graphed iteration's gradients were all finite (read
+    with its loss), or None when unknown (run the eager check)."""
+    g = _nets.get(solver.net)
+    if g is None:
+        return None
+    flag, g.grads_finite = g.grads_finite, None
+    return flag
+
+
+# -- reporting -------------------------------------------------------------------------
+def status(obj) -> dict:
+    """How a net's (or solver's update) passes run: ``{"graphs": [...captured
+    kinds], "replays": n, "captures": n, "eager_reason": str or None,
+    "kept_bytes": n}``."""
+    g = _nets.get(obj) if obj in _nets else _solvers.get(obj)
+    if g is None:
+        return {"graphs": [], "replays": 0, "captures": 0, "eager_reason": None,
+                "kept_bytes": 0}
+    return {"graphs": sorted(k for k, s in g.slots.items() if s.graph is not None),
+            "replays": g.replays, "captures": g.captures,
+            "eager_reason": g.reason or g.last, "kept_bytes": g.nbytes()}
