@@ -492,9 +492,14 @@ def status(obj) -> dict:
     kinds], "replays": n, "captures": n, "eager_reason": str or None,
     "kept_bytes": n}``."""
     g = _nets.get(obj) if obj in _nets else _solvers.get(obj)
+    reason = None if g is None else g.reason or g.last
+    if not backend.is_gpu():
+        reason = "CPU mode"
+    elif not cuda_graph.enabled():
+        reason = "RECAFFE_CUDA_GRAPH=0"
     if g is None:
-        return {"graphs": [], "replays": 0, "captures": 0, "eager_reason": None,
+        return {"graphs": [], "replays": 0, "captures": 0, "eager_reason": reason,
                 "kept_bytes": 0}
     return {"graphs": sorted(k for k, s in g.slots.items() if s.graph is not None),
-            "replays": g.replays, "captures": g.captures,
-            "eager_reason": g.reason or g.last, "kept_bytes": g.nbytes()}
+            "replays": g.replays, "captures": g.captures, "eager_reason": reason,
+            "kept_bytes": g.nbytes()}

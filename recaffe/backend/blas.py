@@ -290,6 +290,15 @@ def _module_matmul(a, b, out):
     return cupy.matmul(a, b, out=out)
 
 
+def vdot(a, b, xp):
+    """``sum(a * b)`` of two 1-D arrays of module ``xp`` (a 0-d array on a
+    device); through the capturable GEMM while a CUDA graph is captured."""
+    dev = _state["device_gemm"]
+    if dev is not None and type(a) is not np.ndarray:
+        return dev(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
+    return xp.vdot(a, b)
+
+
 def matmul(a, b, out=None):
     """``a @ b`` (2-D, or a batch of 3-D) into ``out``, through the selected BLAS.
 

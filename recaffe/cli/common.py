@@ -134,7 +134,4 @@ def select_device(gpu_flag: str = "", solver_param=None) -> None:
 
 def synchronize() -> None:
     """Wait for the GPU (timings); nothing on the CPU."""
-    if backend.mode() == "gpu":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
+    backend.synchronize()

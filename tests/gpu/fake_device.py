@@ -455,6 +455,12 @@ def make_module() -> types.ModuleType:
     mod.lib = types.SimpleNamespace(
         stride_tricks=types.SimpleNamespace(as_strided=as_strided))
 
+    def take(a, indices, axis=None, out=None, mode="wrap"):
+        # CuPy's take wraps out-of-range indices (it has no 'raise' mode).
+        return _function("take", np.take)(a, indices, axis=axis, out=out, mode=mode)
+
+    mod.take = take
+
     def getattr_(name):
         obj = getattr(np, name)
         if isinstance(obj, (type, types.ModuleType)) or not callable(obj):
