@@ -58,6 +58,14 @@ def matmul_for(xpm):
     return xpm.capturable_matmul
 
 
+def prepare(xpm) -> None:
+    """Create the cuBLAS handle and workspace of the current device and bind
+    them to the current stream (before a capture: nothing may be allocated
+    while it is recorded)."""
+    if _is_cupy(xpm):
+        _handle(xpm)
+
+
 def _handle(cp):
     """The cuBLAS handle of the current device, bound to the current stream."""
     from nvmath.bindings import cublas  # noqa: PLC0415

@@ -200,17 +200,16 @@ def capture(fn: Callable[[], list], xpm, pool=None) -> DeviceGraph:
         backend._rng = _NoDraws()
         stack.callback(setattr, backend, "_rng", rng)
         stack.enter_context(stream)
+        # Handle, stream binding and workspace before the capture: cuBLAS must
+        # allocate nothing while it is recorded.
+        cublas_capture.prepare(xpm)
         stack.enter_context(xpm.cuda.using_allocator(allocate))
         stack.enter_context(blas.device_gemm(gemm))
         _active = cap
         stream.begin_capture()
         try:
             outs = list(fn() or [])
-            parts = [o.reshape(-1).astype(xpm.float32) for o in outs]
-            sizes = [int(p.size) for p in parts]
-            parts += [f.reshape(1).astype(xpm.float32) for f, _r in cap.checks]
-            if parts:
-                readback = xpm.concatenate(parts)
+            readback, sizes = _gather(xpm, outs, [f for f, _r in cap.checks])
         except BaseException as exc:
             _active = None
             with contextlib.suppress(Exception):
@@ -230,6 +229,38 @@ def capture(fn: Callable[[], list], xpm, pool=None) -> DeviceGraph:
                     readback)
     g.kept_bytes = kept[0]
     return g
+
+
+def _gather(xpm, outs, flags):
+    """One float32 vector of every output's values and every check flag (the
+    host reads it with one copy); its size per output."""
+    parts = [o.reshape(-1).astype(xpm.float32) for o in outs]
+    sizes = [int(p.size) for p in parts]
+    parts += [f.reshape(1).astype(xpm.float32) for f in flags]
+    return (xpm.concatenate(parts) if parts else None), sizes
+
+
+def run_eager(fn: Callable[[], list], xpm) -> list:
+    """Run ``fn`` at once, as :func:`capture` would record it (the same GEMM
+    path, the same gathering of outputs): the warm-up before a capture, which
+    compiles and loads every kernel the capture will record. Returns the host
+    values of the arrays ``fn`` returned (flat numpy arrays)."""
+    gemm = cublas_capture.matmul_for(xpm) if unsupported(xpm) is None else None
+    if gemm is not None:
+        cublas_capture.prepare(xpm)
+        with blas.device_gemm(gemm):
+            outs = list(fn() or [])
+    else:
+        outs = list(fn() or [])
+    vec, sizes = _gather(xpm, outs, [])
+    if vec is None:
+        return []
+    host = vec.get() if hasattr(vec, "get") else vec
+    out, off = [], 0
+    for n in sizes:
+        out.append(host[off:off + n])
+        off += n
+    return out
 
 
 def _describe(exc: BaseException) -> str:
