@@ -1,29 +1,32 @@
 #!/usr/bin/env bash
-# One-shot check of recaffe's GPU mode on a CUDA machine (about 8 minutes at most).
+# One-shot check of recaffe's GPU mode on a CUDA machine (6 minutes at most).
 #
 #   bash tools/gpu_check.sh            # from the repository root
 #
 # 1. reports the GPU and driver (nvidia-smi);
 # 2. makes sure CuPy imports: if not, installs cupy-cuda13x or cupy-cuda12x to
 #    match the driver's CUDA major version, from ./wheels (a wheelhouse carried
-#    along; machines without network) or else from the package index;
-#    the same for a protobuf >= 7.35 runtime (recaffe's generated code needs it);
-# 3. runs the GPU tests (the cupy-parametrised ones) with a time limit;
-# 4. runs `benchmarks/gpu_bench.py --quick` with a time limit;
-# 5. prints a compact summary. Logs (and JSON/JUnit results) go to $OUT if set,
-#    else to ./gpu_check_out.
+#    along; machines without network) or else from the package index; the
+#    same for nvmath-python (cuBLAS inside CUDA-graph captures) and a
+#    protobuf >= 7.35 runtime (recaffe's generated code needs it);
+# 3. runs the GPU tests (the cupy-parametrised ones, CUDA graph == eager
+#    included) with a time limit;
+# 4. runs `benchmarks/gpu_bench.py --quick` with a time limit: every row,
+#    recaffe with CUDA graphs on and off, PyTorch eager and graphed, JAX jit;
+# 5. prints a compact summary with the table. Logs (and JSON/JUnit results)
+#    go to $OUT if set, else to ./gpu_check_out.
 #
-# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 300),
-# BENCH_TIMEOUT (s, default 150), RECAFFE_GPU_GRADCHECK (first|all|0),
-# GPU_CHECK_NO_INSTALL=1 (never pip install).
+# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 120),
+# BENCH_TIMEOUT (s, default 210), RECAFFE_GPU_GRADCHECK (first|all|0, default
+# first), GPU_CHECK_NO_INSTALL=1 (never pip install).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
 OUTDIR=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUTDIR"
-TEST_TIMEOUT=${TEST_TIMEOUT:-300}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-150}
+TEST_TIMEOUT=${TEST_TIMEOUT:-120}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-210}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 T0=$(date +%s)
@@ -51,6 +54,11 @@ if ! "$PY" -c "import cupy" 2>/dev/null; then
   say "CuPy missing: installing $PKG"
   pip_install "$PKG" || say "could not install $PKG (no wheel in ./wheels, no network?)"
 fi
+if ! "$PY" -c "from nvmath.bindings import cublas" 2>/dev/null; then
+  if [ "${CUDA_MAJOR:-0}" -ge 13 ]; then NV="nvmath-python[cu13]"; else NV="nvmath-python[cu12]"; fi
+  say "nvmath-python missing (CUDA graphs then run eagerly): installing $NV"
+  pip_install "$NV" || pip_install nvmath-python || say "could not install nvmath-python"
+fi
 if ! "$PY" -c "import recaffe" 2>"$OUTDIR/import_error.txt"; then
   say "import recaffe failed: $(tail -1 "$OUTDIR/import_error.txt")"
   say "installing protobuf>=7.35 (recaffe's generated code needs that runtime)"
@@ -58,7 +66,8 @@ if ! "$PY" -c "import recaffe" 2>"$OUTDIR/import_error.txt"; then
 fi
 "$PY" - <<'EOF' 2>&1 | tee "$OUTDIR/versions.txt"
 import importlib
-for m in ("numpy", "cupy", "google.protobuf", "h5py", "torch", "pytest"):
+for m in ("numpy", "cupy", "nvmath", "google.protobuf", "h5py", "torch", "jax",
+          "pytest"):
     try:
         mod = importlib.import_module(m)
         print(f"{m}: {getattr(mod, '__version__', '?')}")
@@ -79,13 +88,14 @@ TIMEOUT_OPT=""
 "$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_OPT="--timeout=240"
 timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest -o addopts= -q -p no:cacheprovider -rfEs $TIMEOUT_OPT \
   --junitxml="$OUTDIR/gpu_tests.xml" \
-  tests/gpu tests/test_gpu_backend.py -k "cupy" >"$OUTDIR/gpu_tests.log" 2>&1
+  tests/gpu/test_cuda_graphs.py tests/gpu tests/test_gpu_backend.py -k "cupy" \
+  >"$OUTDIR/gpu_tests.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUTDIR/gpu_tests.log"
 
 # -- 4. benchmark -----------------------------------------------------------------------
 say "benchmark --quick (limit ${BENCH_TIMEOUT}s)"
-timeout -k 10 "$BENCH_TIMEOUT" "$PY" benchmarks/gpu_bench.py --quick \
+timeout -k 10 "$BENCH_TIMEOUT" "$PY" benchmarks/gpu_bench.py --quick --timeout 60 \
   --json "$OUTDIR/gpu_bench.json" >"$OUTDIR/gpu_bench.log" 2>&1
 BENCH_RC=$?
 cat "$OUTDIR/gpu_bench.log"
@@ -94,11 +104,11 @@ cat "$OUTDIR/gpu_bench.log"
 echo
 echo "================ recaffe GPU check summary ================"
 echo "GPU:        $(head -1 "$OUTDIR/gpu.txt" 2>/dev/null)"
-grep -E "^(cupy|torch|google.protobuf):" "$OUTDIR/versions.txt" | tr '\n' ' '; echo
+grep -E "^(cupy|nvmath|torch|jax|google.protobuf):" "$OUTDIR/versions.txt" | tr '\n' ' '; echo
 grep -E "^recaffe GPU mode: FAILED" "$OUTDIR/versions.txt"
 echo "tests:      rc=$TEST_RC ($( [ $TEST_RC = 124 ] && echo 'TIMED OUT, ' )$(grep -E '[0-9]+ (passed|failed|skipped|error)' "$OUTDIR/gpu_tests.log" | tail -1))"
 grep -E "^(FAILED|ERROR) " "$OUTDIR/gpu_tests.log" | head -20
 echo "benchmark:  rc=$BENCH_RC$( [ $BENCH_RC = 124 ] && echo ' (TIMED OUT)')"
-if grep -q "^model " "$OUTDIR/gpu_bench.log"; then sed -n '/^model /,$p' "$OUTDIR/gpu_bench.log"; else grep -E "^(rnn|lstm) " "$OUTDIR/gpu_bench.log"; fi
+if grep -q "^model " "$OUTDIR/gpu_bench.log"; then sed -n '/^model /,$p' "$OUTDIR/gpu_bench.log"; else grep -E "^(rnn|lstm|lstm2|infer1|infer64) " "$OUTDIR/gpu_bench.log"; fi
 echo "total:      $(( $(date +%s) - T0 ))s; logs in $OUTDIR"
 [ $TEST_RC = 0 ] && [ $BENCH_RC = 0 ]
