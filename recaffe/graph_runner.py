@@ -38,7 +38,6 @@ the objects, so moving a net between devices never walks it.
 
 from __future__ import annotations
 
-import operator
 import weakref
 
 import numpy as np
@@ -51,8 +50,10 @@ from recaffe.log import logger
 
 #: Layer types that do host work inside their forward/backward.
 HOST_TYPES = frozenset({"Python", "HDF5Output"})
-#: Captures after which a net whose graphs keep being invalidated stays eager.
+#: A net whose graphs keep being invalidated stays eager after this many
+#: captures, unless they were replayed REPLAYS_PER_CAPTURE times each on average.
 MAX_CAPTURES = 8
+REPLAYS_PER_CAPTURE = 10
 #: Solver types whose update depends on the learning rate only through
 #: ``local_rate``/``_local_rates`` (so a device vector of rates can stand in).
 RATE_ONLY_SOLVERS = frozenset({"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta"})
@@ -61,8 +62,26 @@ _nets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _solvers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _addr(a) -> tuple:
+    """Where an array's elements are: a graph binds addresses, not objects
+    (a blob re-pointed at the same memory needs no new capture)."""
+    ptr = getattr(getattr(a, "data", None), "ptr", None)  # CuPy's MemoryPointer
+    if ptr is None:
+        ptr = a.__array_interface__["data"][0]  # numpy and the CPU stand-in
+    return ptr, a.shape, a.strides
+
+
+def _device_side(blob) -> tuple:
+    """The arrays layers compute with (the device side, in GPU mode): the
+    graphs read and write these, so reading them here also brings inputs
+    written on the host into their fixed device buffers before a replay."""
+    return blob.data, blob.diff
+
+
 def _same(a: tuple, b: tuple | None) -> bool:
-    return b is not None and len(a) == len(b) and all(map(operator.is_, a, b))
+    """Keys are (generation, plan or None, addresses): same mode, same plan
+    object, same memory."""
+    return b is not None and a[0] == b[0] and a[1] is b[1] and a[2] == b[2]
 
 
 class _Slot:
@@ -137,9 +156,10 @@ class _Graphs:
                 slot.warm = True
                 self.last = "warm-up before the capture"
                 return cuda_graph.run_eager(body, backend.xp())
-            if self.captures >= MAX_CAPTURES:
-                self.fail(f"captured {self.captures} times and invalidated each "
-                          "time (shapes or buffers keep changing)")
+            if self.captures >= MAX_CAPTURES and \
+                    self.replays < REPLAYS_PER_CAPTURE * self.captures:
+                self.fail(f"captured {self.captures} times for {self.replays} "
+                          "replays (shapes or buffers keep changing)")
                 return None
             xpm = backend.xp()
             if self.pool is None:
@@ -190,17 +210,15 @@ class NetGraphs(_Graphs):
         return reason
 
     def key_for(self, net, plan) -> tuple:
-        """What the graphs depend on: the mode, the plan, and the arrays of
-        every blob and parameter (identity: a reshape or re-pointing makes
-        new arrays)."""
-        arrays: list = [backend.generation(), plan]
-        for b in net.blob_list:
-            arrays.append(b.data)
-            arrays.append(b.diff)
-        for b in net.param_blobs:
-            arrays.append(b.data)
-            arrays.append(b.diff)
-        return tuple(arrays)
+        """What the graphs depend on: the mode, the plan, and where the arrays
+        of every blob and parameter are (a reshape or a re-pointing at other
+        memory changes them)."""
+        addrs = []
+        for b in (*net.blob_list, *net.param_blobs):
+            data, diff = _device_side(b)
+            addrs.append(_addr(data))
+            addrs.append(_addr(diff))
+        return backend.generation(), plan, tuple(addrs)
 
     # -- pass bodies -----------------------------------------------------------------
     @staticmethod
@@ -402,9 +420,10 @@ class SolverGraphs(_Graphs):
             return False
         params = solver.net.learnable_params
         xpm = backend.xp()
-        key = (backend.generation(), *(b.data for b in params),
-               *(b.diff for b in params), *solver.history, *solver.update,
-               *solver.temp)
+        arrays = [a for b in params for a in _device_side(b)]
+        key = (backend.generation(), None, tuple(
+            _addr(a) for a in (*arrays, *solver.history, *solver.update,
+                               *solver.temp)))
         if not _same(key, self.key):
             self.drop()
             self.key = key

@@ -205,8 +205,11 @@ def capture(fn: Callable[[], list], xpm, pool=None) -> DeviceGraph:
         cublas_capture.prepare(xpm)
         stack.enter_context(xpm.cuda.using_allocator(allocate))
         stack.enter_context(blas.device_gemm(gemm))
+        try:
+            stream.begin_capture()
+        except Exception as exc:
+            raise CaptureError(f"cannot begin a capture: {_describe(exc)}") from exc
         _active = cap
-        stream.begin_capture()
         try:
             outs = list(fn() or [])
             readback, sizes = _gather(xpm, outs, [f for f, _r in cap.checks])

@@ -472,3 +472,22 @@ def test_time_reports_replay_and_eager_per_layer_times(fake, tmp_path, monkeypat
     assert main(["time", "-model", str(tmp_path / "net.prototxt"), "-gpu", "0",
                  "-iterations", "2", "-log_file", str(log)]) == 0
     assert "the net runs eagerly: RECAFFE_CUDA_GRAPH=0" in log.read_text()
+
+
+def test_test_nets_keep_their_graph_across_test_phases(fake, monkeypatch):
+    """The test net re-shares the train net's parameters at each test (the
+    same memory): its forward graph is captured once and replayed after."""
+    from recaffe.solvers import get_solver
+
+    monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1")
+    p = _solver_param(_rnn_text())
+    p.test_net_param.add().CopyFrom(p.net_param)
+    p.test_iter.append(3)
+    p.test_interval = 4
+    solver = get_solver(p)
+    _feed(solver.net)
+    _feed(solver.test_nets[0])
+    solver.step(17)  # tests at iterations 0, 4, 8, 12, 16
+    st = graph_runner.status(solver.test_nets[0])
+    assert st["graphs"] == ["forward"] and st["captures"] == 1
+    assert st["replays"] == 5 * 3 - 1  # every test forward but the warm-up
