@@ -110,6 +110,7 @@ class _Graphs:
         self.pool = None
         self._static: tuple | None = None   # (signature, reason)
         self._logged: set[str] = set()
+        self._changes = 0
 
     # -- bookkeeping -------------------------------------------------------------
     def drop(self, why: str = "") -> None:
@@ -134,6 +135,12 @@ class _Graphs:
 
     def check_key(self, key: tuple) -> None:
         if not _same(key, self.key):
+            if any(s.graph is not None for s in self.slots.values()):
+                self._changes += 1
+                if self._changes <= 3:  # a net that changes often says so 3 times
+                    logger.info(f"CUDA graphs: {self.what}: shapes, buffers or mode "
+                                "changed; running eagerly once, then capturing "
+                                "again")
             self.drop()
             self.key = key
 
@@ -185,6 +192,7 @@ class NetGraphs(_Graphs):
         self.net_ref = weakref.ref(net)
         self.what = f"net '{net.name}'"
         self.grads_finite: bool | None = None
+        self._sources: list[int] | None = None
 
     def static_reason(self, net) -> str | None:
         """Why this net cannot use graphs now (None: it can)."""
@@ -221,13 +229,14 @@ class NetGraphs(_Graphs):
         return backend.generation(), plan, tuple(addrs)
 
     # -- pass bodies -----------------------------------------------------------------
-    @staticmethod
-    def sources(net) -> list[int]:
+    def sources(self, net) -> list[int]:
         """Layers run eagerly before each replay: data layers (no bottoms),
-        except Input, whose forward does nothing."""
-        return [i for i, layer in enumerate(net.layers_list)
-                if layer.exact_num_bottom == 0 and not net.bottom_ids[i]
-                and layer.type != "Input"]
+        except Input, whose forward does nothing. (A net's layers are fixed.)"""
+        if self._sources is None:
+            self._sources = [i for i, layer in enumerate(net.layers_list)
+                             if layer.exact_num_bottom == 0 and not net.bottom_ids[i]
+                             and layer.type != "Input"]
+        return self._sources
 
     def forward_body(self, net, plan, skip) -> list:
         """The plan's forward steps (source layers skipped; plain layers call
