@@ -164,11 +164,11 @@ def matmul(a, b, out=None, accumulate: bool = False):
     batch = max(a2.shape[0] if a2.ndim == 3 else 1, b2.shape[0] if b2.ndim == 3 else 1)
     shape2 = (a2.shape[-2], b2.shape[-1])
     full = ((batch,) if max(a2.ndim, b2.ndim) == 3 else ()) + shape2
-    if out is None:
-        out = cp.empty(full, dtype=dtype)
-        accumulate = False
     final_shape = ((batch,) if len(full) == 3 else ()) + tuple(
         d for d, keep in ((shape2[0], a.ndim > 1), (shape2[1], b.ndim > 1)) if keep)
+    if out is None:
+        out = cp.empty(final_shape, dtype=dtype)
+        accumulate = False
     if out.shape != final_shape:
         raise ValueError(f"capturable GEMM: out has shape {out.shape}, expected "
                          f"{final_shape}")
