@@ -255,7 +255,7 @@ class NetGraphs(_Graphs):
                 if w != 0:
                     losses.append((tb.data.reshape(-1) * tb.diff.reshape(-1)).sum())
         if not losses:
-            return [xp.zeros(1, dtype=np.float32)]
+            return []  # nothing to read back: a replay needs no synchronisation
         return [xp.stack(losses)]
 
     @staticmethod
@@ -270,7 +270,7 @@ class NetGraphs(_Graphs):
         xp = backend.xp()
         for b in net.learnable_params:
             b.diff.fill(0)
-        terms = self.forward_body(net, plan, skip)[0]
+        terms = (self.forward_body(net, plan, skip) or [xp.zeros(1, np.float32)])[0]
         self.backward_body(plan)
         ok = xp.isfinite(terms).all()
         for b in net.learnable_params:
@@ -307,9 +307,8 @@ class NetGraphs(_Graphs):
         vals = self.run("forward", lambda: self.forward_body(net, plan, skip))
         if vals is None:
             # Could not capture: this pass still has to run (sources are done).
-            terms = self.forward_body(net, plan, skip)[0]
-            return loss + float(backend.to_host(terms).astype(np.float64).sum())
-        return loss + float(vals[0].sum())
+            vals = [backend.to_host(t) for t in self.forward_body(net, plan, skip)]
+        return loss + (float(np.sum(vals[0], dtype=np.float64)) if vals else 0.0)
 
     def _finish_plain(self, net, done: set[int], loss: float) -> float:
         """Shapes changed at a source layer: the rest of the pass the plain
@@ -347,9 +346,10 @@ class NetGraphs(_Graphs):
         vals = self.run("train", lambda: self.train_body(net, plan, skip))
         if vals is None:
             net.clear_param_diffs()
-            terms = self.forward_body(net, plan, skip)[0]
+            terms = [backend.to_host(t) for t in self.forward_body(net, plan, skip)]
             self.backward_body(plan)
-            return loss + float(backend.to_host(terms).astype(np.float64).sum())
+            return loss + (float(np.sum(terms[0], dtype=np.float64)) if terms
+                           else 0.0)
         self.grads_finite = bool(vals[1][0])
         return loss + float(vals[0].sum())
 

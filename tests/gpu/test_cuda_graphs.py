@@ -491,3 +491,16 @@ def test_test_nets_keep_their_graph_across_test_phases(fake, monkeypatch):
     st = graph_runner.status(solver.test_nets[0])
     assert st["graphs"] == ["forward"] and st["captures"] == 1
     assert st["replays"] == 5 * 3 - 1  # every test forward but the warm-up
+
+
+def test_inference_replay_reads_nothing_back_without_losses(fake, monkeypatch):
+    monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1")
+    text = _rnn_text().split('layer { name: "loss"')[0]
+    net = _net(text)
+    _feed(net)
+    outs = [host(net.forward()["logit"]) for _ in range(3)]
+    graph = graph_runner.net_graphs(net).slots["forward"].graph
+    assert graph is not None and graph._readback is None  # no synchronisation
+    np.testing.assert_array_equal(outs[2], outs[0])
+    monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "0")
+    np.testing.assert_array_equal(host(net.forward()["logit"]), outs[0])
