@@ -244,13 +244,18 @@ class NetGraphs(_Graphs):
         xp = backend.xp()
         losses = []
         for (f, b, t), u in zip(plan.fwd, plan.order, strict=True):
-            if u < 0:
-                f(b, t)
-                continue
             if u in skip:
                 continue
-            layer = net.layers_list[u]
-            layer.forward(b, t)
+            try:
+                if u < 0:
+                    f(b, t)
+                    continue
+                layer = net.layers_list[u]
+                layer.forward(b, t)
+            except Exception as exc:
+                if not cuda_graph.capturing():
+                    raise
+                raise _in_layer(net, plan, u, "forward", exc) from exc
             for tb, w in zip(t, layer.loss_weights, strict=False):
                 if w != 0:
                     losses.append((tb.data.reshape(-1) * tb.diff.reshape(-1)).sum())
@@ -259,9 +264,14 @@ class NetGraphs(_Graphs):
         return [xp.stack(losses)]
 
     @staticmethod
-    def backward_body(plan) -> list:
-        for f, t, pd, b in plan.bwd:
-            f(t, pd, b)
+    def backward_body(net, plan) -> list:
+        for (f, t, pd, b), k in zip(plan.bwd, plan.bwd_steps, strict=True):
+            try:
+                f(t, pd, b)
+            except Exception as exc:
+                if not cuda_graph.capturing():
+                    raise
+                raise _in_layer(net, plan, plan.order[k], "backward", exc) from exc
         return []
 
     def train_body(self, net, plan, skip) -> list:
@@ -271,7 +281,7 @@ class NetGraphs(_Graphs):
         for b in net.learnable_params:
             b.diff.fill(0)
         terms = (self.forward_body(net, plan, skip) or [xp.zeros(1, np.float32)])[0]
-        self.backward_body(plan)
+        self.backward_body(net, plan)
         ok = xp.isfinite(terms).all()
         for b in net.learnable_params:
             ok = ok & xp.isfinite(b.diff).all()
@@ -328,7 +338,7 @@ class NetGraphs(_Graphs):
             self.note(reason)
             return False
         self.check_key(self.key_for(net, plan))
-        return self.run("backward", lambda: self.backward_body(plan)) is not None
+        return self.run("backward", lambda: self.backward_body(net, plan)) is not None
 
     def train(self, net, plan) -> float | None:
         """Clear diffs + forward + backward as one graph; the loss, or None to
@@ -347,11 +357,23 @@ class NetGraphs(_Graphs):
         if vals is None:
             net.clear_param_diffs()
             terms = [backend.to_host(t) for t in self.forward_body(net, plan, skip)]
-            self.backward_body(plan)
+            self.backward_body(net, plan)
             return loss + (float(np.sum(terms[0], dtype=np.float64)) if terms
                            else 0.0)
         self.grads_finite = bool(vals[1][0])
         return loss + float(vals[0].sum())
+
+
+def _in_layer(net, plan, u: int, what: str, exc: Exception) -> CaptureError:
+    """``exc``, raised during a capture, as a CaptureError naming the layer
+    (or the time-batched group) whose step raised it."""
+    m = plan.groups[-u - 1].members[0] if u < 0 else u
+    name = f"{net.layers_list[m].type} layer '{net.layer_names[m]}'"
+    if u < 0:
+        name = f"time-batched group of {name}"
+    reason = str(exc) if isinstance(exc, CaptureError) else \
+        f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    return CaptureError(f"{name}, {what}: {reason}")
 
 
 def net_graphs(net) -> NetGraphs:

@@ -504,3 +504,20 @@ def test_inference_replay_reads_nothing_back_without_losses(fake, monkeypatch):
     np.testing.assert_array_equal(outs[2], outs[0])
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "0")
     np.testing.assert_array_equal(host(net.forward()["logit"]), outs[0])
+
+
+def test_a_layer_that_cannot_be_captured_is_named_and_results_stay_eager(
+        fake, monkeypatch):
+    text = _rnn_text().replace(
+        'layer { name: "loss"',
+        'layer { name: "drop" type: "Dropout" bottom: "logit" top: "logit"\n'
+        '  dropout_param { dropout_ratio: 0.3 } }\n'
+        'layer { name: "loss"')
+    _, la = _train(text, monkeypatch, False, 6)
+    b, lb = _train(text, monkeypatch, True, 6)
+    st = graph_runner.status(b.net)
+    assert st["graphs"] == []
+    assert st["eager_reason"].startswith(
+        "the train pass cannot be captured: Dropout layer 'drop', forward: a layer "
+        "draws random numbers on the host")
+    np.testing.assert_allclose(la, lb, rtol=1e-6)  # the same masks were drawn
