@@ -1,15 +1,21 @@
 """CUDA graphs: what is captured, when it falls back, and graph == eager.
 
-Two kinds of tests:
+Tests with the ``dev`` fixture run on ``cupy`` (a real device; skipped without
+one) and on ``fake``, the CPU stand-in of tests/gpu/fake_device.py, whose
+capture records operations without running them and replays the tape, as
+CUDA does; tests with the ``fake`` fixture check what only the stand-in can
+show (allocations counted by its pool, its refusals).
 
-- the capture machinery (:mod:`recaffe.backend.cuda_graph`) and the runner's
-  decisions (:mod:`recaffe.graph_runner`: capture after a warm-up, replay,
-  re-capture when buffers or shapes change, eager with a reason), on the CPU
-  stand-in ``fake`` (tests/gpu/fake_device.py), whose capture records
-  operations without running them and replays the tape, as CUDA does;
-- equality of graph and eager results (forward, every gradient, 100 solver
-  steps with a changing learning rate) on both ``cupy`` (a real device;
-  skipped without one) and ``fake``.
+- the capture machinery (:mod:`recaffe.backend.cuda_graph`): recorded, not
+  run; replay by address; GEMMs through the capturable BLAS; host reads and
+  host random draws fail a capture with a reason; deferred input checks;
+- the runner's decisions (:mod:`recaffe.graph_runner`): capture after one
+  eager warm-up, replay, no allocation per replay, capture again when
+  buffers or shapes change or a pass ran outside the graphs, eager with a
+  reason (environment, CPU mode, Python layer, a layer that cannot be
+  captured, Adam, clip_gradients), ``recaffe time``;
+- equality of graph and eager results: forward, every gradient, 100 solver
+  steps with a changing learning rate, the time-batched plan.
 """
 
 from __future__ import annotations
@@ -202,7 +208,8 @@ def _passes(param, monkeypatch, graphs: bool, n=4, feed_every=True):
 
 
 # -- the capture machinery (stand-in) ----------------------------------------------
-def test_capture_records_without_running_and_replays_by_address(fake):
+def test_capture_records_without_running_and_replays_by_address(dev):
+    fake = backend.xp()
     x = fake.asarray(np.arange(4, dtype=np.float32))
     y = fake.zeros(4, dtype=np.float32)
 
@@ -223,7 +230,8 @@ def test_capture_records_without_running_and_replays_by_address(fake):
     assert g.keep and g.kept_bytes > 0  # temporaries of the capture stay alive
 
 
-def test_gemms_go_through_the_capturable_blas(fake):
+def test_gemms_go_through_the_capturable_blas(dev):
+    fake = backend.xp()
     a = fake.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
     b = fake.asarray(np.ones((3, 2), dtype=np.float32))
     c = fake.zeros((2, 2), dtype=np.float32)
@@ -235,7 +243,8 @@ def test_gemms_go_through_the_capturable_blas(fake):
     assert blas._state["device_gemm"] is None  # restored after the capture
 
 
-def test_host_reads_and_random_draws_fail_the_capture_with_a_reason(fake):
+def test_host_reads_and_random_draws_fail_the_capture_with_a_reason(dev):
+    fake = backend.xp()
     x = fake.ones(3, dtype=np.float32)
     with pytest.raises(cuda_graph.CaptureError, match="capturing"):
         cuda_graph.capture(lambda: [x * float(x.sum())], fake)
@@ -262,8 +271,8 @@ def test_stand_in_refuses_host_reads_while_capturing(fake):
         s.end_capture()
 
 
-def test_deferred_input_check_raises_the_layers_error_after_a_replay(fake,
-                                                                      monkeypatch):
+def test_deferred_input_check_raises_the_layers_error_after_a_replay(dev, monkeypatch):
+    fake = backend.xp()
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1")
     net = _net(_lstm_text())
     for i in range(3):  # warm-up, capture + replay, replay
@@ -430,7 +439,7 @@ def test_100_solver_steps_equal_eager(dev, monkeypatch):
     ("SGD", 1.0, "clip_gradients decides on the host"),
     ("AdaGrad", -1.0, None),
 ])
-def test_update_graph_or_reason(fake, monkeypatch, kind, clip, reason):
+def test_update_graph_or_reason(dev, monkeypatch, kind, clip, reason):
     a, la = _train(_rnn_text(), monkeypatch, False, 8, kind=kind, clip=clip)
     b, lb = _train(_rnn_text(), monkeypatch, True, 8, kind=kind, clip=clip)
     st = graph_runner.status(b)
@@ -444,7 +453,8 @@ def test_update_graph_or_reason(fake, monkeypatch, kind, clip, reason):
         np.testing.assert_allclose(host(q.data), host(p.data), rtol=1e-4, atol=1e-6)
 
 
-def test_divergence_is_still_detected_from_the_graph_flag(fake, monkeypatch):
+def test_divergence_is_still_detected_from_the_graph_flag(dev, monkeypatch):
+    fake = backend.xp()
     from recaffe.errors import DivergenceError
 
     b, _ = _train(_rnn_text(), monkeypatch, True, 3)
@@ -474,7 +484,7 @@ def test_time_reports_replay_and_eager_per_layer_times(fake, tmp_path, monkeypat
     assert "the net runs eagerly: RECAFFE_CUDA_GRAPH=0" in log.read_text()
 
 
-def test_test_nets_keep_their_graph_across_test_phases(fake, monkeypatch):
+def test_test_nets_keep_their_graph_across_test_phases(dev, monkeypatch):
     """The test net re-shares the train net's parameters at each test (the
     same memory): its forward graph is captured once and replayed after."""
     from recaffe.solvers import get_solver
@@ -507,7 +517,7 @@ def test_inference_replay_reads_nothing_back_without_losses(fake, monkeypatch):
 
 
 def test_a_layer_that_cannot_be_captured_is_named_and_results_stay_eager(
-        fake, monkeypatch):
+        dev, monkeypatch):
     text = _rnn_text().replace(
         'layer { name: "loss"',
         'layer { name: "drop" type: "Dropout" bottom: "logit" top: "logit"\n'
