@@ -1,4 +1,4 @@
-"""``python -m benchmarks [rnn|lstm|infer|blas|all] [--quick] [--threads N]``."""
+"""``python -m benchmarks [rnn|lstm|infer|blas|dist|all] [--quick] [--threads N]``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import platform
 import sys
 import time
 
-from benchmarks import blas, infer, lstm, rnn
+from benchmarks import blas, dist, infer, lstm, rnn
 
-SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "blas": blas}
+SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "blas": blas, "dist": dist}
 
 
 def machine() -> str:

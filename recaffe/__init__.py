@@ -39,17 +39,22 @@ set_device = _backend.set_device
 set_random_seed = _backend.set_random_seed
 
 
-# -- multi-process stubs (recaffe trains in one process) -----------------------
+# -- pycaffe's multi-process names ---------------------------------------------
+# Data-parallel training is recaffe.parallel (MPI, NCCL); under it the rank and
+# count are the parallel context's. pycaffe's NCCL class is not provided.
 _parallel = {"solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
 
 def has_nccl() -> bool:
-    """False: recaffe has no NCCL multi-GPU training."""
+    """False: pycaffe's NCCL class is not provided (multi-GPU training is
+    ``recaffe train -gpu 0,1`` or :class:`recaffe.parallel.DataParallel`)."""
     return False
 
 
 def solver_count() -> int:
-    return _parallel["solver_count"]
+    from recaffe.parallel.context import size  # noqa: PLC0415
+
+    return size() if size() > 1 else _parallel["solver_count"]
 
 
 def set_solver_count(count: int) -> None:
@@ -57,7 +62,10 @@ def set_solver_count(count: int) -> None:
 
 
 def solver_rank() -> int:
-    return _parallel["solver_rank"]
+    from recaffe.parallel.context import get_context  # noqa: PLC0415
+
+    ctx = get_context()
+    return ctx.rank if ctx.size > 1 else _parallel["solver_rank"]
 
 
 def set_solver_rank(rank: int) -> None:
@@ -74,8 +82,9 @@ class NCCL:
     def __init__(self, *args, **kwargs):
         from recaffe.errors import BackendError  # noqa: PLC0415
 
-        raise BackendError("NCCL multi-GPU training is not available in recaffe "
-                           "(has_nccl() is False); train in one process")
+        raise BackendError("pycaffe's NCCL class is not available in recaffe "
+                           "(has_nccl() is False); use recaffe.parallel.DataParallel "
+                           "or recaffe train -gpu 0,1 (docs/distributed.md)")
 
     @staticmethod
     def new_uid() -> bytes:
@@ -128,7 +137,7 @@ _LAZY = {
     "Detector": ("recaffe.detector", "Detector"),
 }
 _LAZY_MODULES = {"draw", "coord_map", "classifier", "detector", "solvers", "recurrent",
-                 "pycaffe_net"}
+                 "pycaffe_net", "parallel"}
 
 
 def __getattr__(name: str):

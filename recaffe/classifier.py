@@ -34,6 +34,9 @@ def input_transformer(net, mean=None, input_scale=None, raw_scale=None,
 
 
 class Classifier(Net):
+    #: pycaffe-level state that stays host numpy in GPU mode
+    host_attributes = ("transformer", "crop_dims", "image_dims")
+
     def __init__(self, model_file, pretrained_file=None, image_dims=None, mean=None,
                  input_scale=None, raw_scale=None, channel_swap=None):
         super().__init__(model_file, TEST, weights=pretrained_file)

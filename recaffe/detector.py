@@ -19,6 +19,9 @@ from recaffe.net import TEST, Net
 
 
 class Detector(Net):
+    #: pycaffe-level state that stays host numpy in GPU mode
+    host_attributes = ("transformer", "crop_dims", "crop_mean", "context_pad")
+
     def __init__(self, model_file, pretrained_file=None, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None, context_pad=None):
         super().__init__(model_file, TEST, weights=pretrained_file)

@@ -33,6 +33,8 @@ import contextlib
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend import synced
+from recaffe.backend.synced import HEAD_AT_DEVICE, SYNCED, SyncedMemory
 from recaffe.blob import Blob
 
 _ATTR = "_recaffe_device_generation"
@@ -55,6 +57,9 @@ def ensure_device(obj) -> bool:
 def to_current_device(obj) -> None:
     """Move every array reachable from ``obj`` (a Net, solver, layer, Blob, or a
     list/tuple/dict of them) to the current array module."""
+    if not backend.is_gpu():
+        # The device side must hold every host-side change before it moves.
+        synced.flush()
     mover = _Mover(backend.xp(), backend.device_id() if backend.is_gpu() else None)
     mover.value(obj)
     gen = backend.generation()
@@ -94,6 +99,7 @@ class _Mover:
         self.seen: set[int] = set()
         self.roots: dict[int, tuple[object, object]] = {}  # id(old root) -> (old, new)
         self.stamped: list[object] = []
+        self.syncs: dict[int, tuple[object, SyncedMemory]] = {}
 
     # -- arrays ------------------------------------------------------------------
     def _foreign(self, a) -> bool:
@@ -108,6 +114,7 @@ class _Mover:
 
     def _copy(self, a):
         host = backend.to_host(a)
+        synced.count_copy(self.target is not np, a.nbytes)
         if self.target is np:
             return np.array(host, copy=True)
         return self.target.asarray(host)
@@ -180,7 +187,11 @@ class _Mover:
             obj._plan_forwarded = False
         blobs_only = isinstance(obj, Layer) and (
             obj.exact_num_bottom == 0 or obj.type == "Python")
+        # pycaffe-level state (Classifier's crop sizes, …) stays on the host.
+        host_attrs = getattr(type(obj), "host_attributes", ())
         for name, val in list(_attributes(obj)):
+            if name in host_attrs:
+                continue
             if name in ("xp", "_xp") and _is_module(val):
                 _set(obj, name, self.target)
                 continue
@@ -213,19 +224,44 @@ class _Mover:
 
         if isinstance(obj, Layer):
             return True
-        if mod.startswith("recaffe.data_transformer"):
-            return False  # host-side by design
+        if mod.startswith(("recaffe.data_transformer", "recaffe.io")):
+            return False  # host-side by design (data and pycaffe io helpers)
         return mod == "recaffe" or mod.startswith("recaffe.")
 
     def _blob(self, b: Blob) -> None:
         if b._xp is self.target and not (
                 b._dbuf is not None and self._foreign(b._dbuf)):
             return
+        to_host = self.target is np
+        # Host buffers a blob had in CPU mode stay its host side on the device
+        # (same arrays, so host views taken before the move stay live).
+        old = {"_dbuf": b._dbuf, "_gbuf": b._gbuf}
         for slot in ("_dbuf", "_gbuf", "_data", "_diff"):
             a = getattr(b, slot)
             if a is not None:
                 setattr(b, slot, self.array(a))
         b._xp = self.target
+        if to_host:
+            b._dsync = b._gsync = None
+            b._hdata = b._hdiff = None
+            return
+        b._dsync = self._sync(b._dbuf, old["_dbuf"])
+        b._gsync = None if b._gbuf is None else self._sync(b._gbuf, old["_gbuf"])
+        if type(old["_dbuf"]) is not np.ndarray:
+            b._hdata = None
+        if type(old["_gbuf"]) is not np.ndarray:
+            b._hdiff = None
+
+    def _sync(self, device_buf, old_buf) -> SyncedMemory:
+        """The SyncedMemory of a moved buffer (one per buffer: shared buffers
+        share it); a buffer that came from the host keeps it as host side."""
+        if type(old_buf) is not np.ndarray:
+            return SyncedMemory(device_buf, head=HEAD_AT_DEVICE)
+        entry = self.syncs.get(id(old_buf))
+        if entry is None:
+            entry = self.syncs[id(old_buf)] = (
+                old_buf, SyncedMemory(device_buf, host=old_buf, head=SYNCED))
+        return entry[1]
 
 
 def _view(target, root, offset: int, shape, strides, cls):

@@ -40,6 +40,18 @@ class ShapeError(LayerSetupError):
     """Bottom shapes do not fit the layer (checked in setup/reshape)."""
 
 
+class BlobMemoryError(NetError):
+    """A blob's memory could not be allocated (the message gives shape and bytes).
+
+    ``blob`` is the Blob whose allocation failed, so that the net can name the
+    layer and blob it belongs to.
+    """
+
+    def __init__(self, message: str, blob=None):
+        super().__init__(message)
+        self.blob = blob
+
+
 class DataError(RecaffeError):
     """Input data is missing or malformed (HDF5 files, LMDB, labels, indices)."""
 
@@ -54,6 +66,16 @@ class DivergenceError(SolverError):
 
 class BackendError(RecaffeError):
     """A requested compute backend (GPU, BLAS library) is not available."""
+
+
+class DistributedError(RecaffeError):
+    """Data-parallel training across ranks failed: a rank stopped or timed out,
+    ranks disagree on the net or solver, or MPI/NCCL is not usable."""
+
+
+class StaleHostWriteError(RecaffeError):
+    """A host array kept across a device pass was written (the write would be
+    lost); raised only with ``RECAFFE_SYNC_CHECK=1``."""
 
 
 def layer_error(

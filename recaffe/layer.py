@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend.synced import STATE, device_side
 from recaffe.blob import Blob, BlobVec
 from recaffe.errors import LayerSetupError, ShapeError, UnknownLayerTypeError
 from recaffe.proto import caffe_pb2
@@ -119,6 +120,9 @@ class Layer:
             )
 
     def SetUp(self, bottom, top) -> None:  # noqa: N802 - Caffe's name
+        if STATE.host_side:  # called from user code: layers run on the device side
+            with device_side():
+                return self.SetUp(bottom, top)
         self.check_blob_counts(bottom, top)
         self.setup(bottom, top)
         if len(self.param_propagate_down) != len(self.blobs):
@@ -138,6 +142,9 @@ class Layer:
                 t.diff[...] = w
 
     def Forward(self, bottom, top) -> float:  # noqa: N802
+        if STATE.host_side:
+            with device_side():
+                return self.Forward(bottom, top)
         self.reshape(bottom, top)
         self.forward(bottom, top)
         loss = 0.0
@@ -147,6 +154,9 @@ class Layer:
         return loss
 
     def Backward(self, top, propagate_down, bottom) -> None:  # noqa: N802
+        if STATE.host_side:
+            with device_side():
+                return self.Backward(top, propagate_down, bottom)
         self.backward(top, propagate_down, bottom)
 
     # -- helpers for subclasses ------------------------------------------------

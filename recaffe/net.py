@@ -18,9 +18,10 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe import graph_runner
+from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.blob import Blob
 from recaffe.device import ensure_device
-from recaffe.errors import NetError, PrototxtError, RecaffeError
+from recaffe.errors import BlobMemoryError, NetError, PrototxtError, RecaffeError
 from recaffe.insert_splits import insert_splits
 from recaffe.io.prototxt import read_prototxt
 from recaffe.io.upgrade import upgrade_net_param
@@ -58,6 +59,19 @@ def _parse_net_args(args, phase, weights):
             f"Net(): phase must be recaffe.TRAIN or recaffe.TEST, got {phase!r}"
         )
     return int(phase), weights
+
+
+def _name_blob(exc: BlobMemoryError, lp, tops, layer) -> BlobMemoryError:
+    """The same error, saying which layer and which of its blobs failed."""
+    what = "a learnable or internal blob"
+    for j, blob in enumerate(tops):
+        if blob is exc.blob:
+            name = lp.top[j] if j < len(lp.top) else "(automatic)"
+            what = f"top[{j}] '{name}'"
+    for j, blob in enumerate(layer.blobs):
+        if blob is exc.blob:
+            what = f"learnable blob {j}"
+    return BlobMemoryError(f"{lp.type} layer '{lp.name}': {what}: {exc}", exc.blob)
 
 
 class Net(PycaffeNetMixin, NetWeightsMixin):
@@ -189,6 +203,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             self.top_ids.append(tids)
             try:
                 layer.SetUp(bvec, tvec)
+            except BlobMemoryError as exc:
+                raise _name_blob(exc, lp, tvec, layer) from None
             except RecaffeError:
                 raise
             except (ValueError, IndexError, KeyError, TypeError,
@@ -246,6 +262,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
 
     def _new_blob(self, name: str, name_to_idx) -> int:
         b = Blob(())
+        b.name = name
         self.blob_list.append(b)
         self.blob_names.append(name)
         self.blob_need_backward.append(False)
@@ -260,6 +277,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         pname = spec.name
         net_id = len(self.param_blobs)
         blob = layer.blobs[j]
+        if not blob.name:
+            blob.name = f"{lp.name}[{j}]"
         self.param_blobs.append(blob)
         self.param_layer_indices.append((layer_id, j))
         self.param_display_names.append(pname if pname else str(j))
@@ -378,6 +397,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             self._plan_synced = True
         return plan
 
+    @runs_on_device
     def _forward_range(self, start: int, end: int) -> float:
         ensure_device(self)
         if start == 0 and end == len(self.layers_list) - 1:
@@ -393,12 +413,12 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         cbs = self._callbacks
         for i in range(start, end + 1):
             for f in cbs["before_forward"]:
-                f(i)
+                host_call(f)(i)
             loss += self.layers_list[i].Forward(self.bottom_vecs[i], self.top_vecs[i])
             if self.debug_info:
                 self._forward_debug_info(i)
             for f in cbs["after_forward"]:
-                f(i)
+                host_call(f)(i)
         return loss
 
     def _forward_planned(self, plan) -> float:
@@ -417,6 +437,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                                                     self.top_vecs[i])
         return loss
 
+    @runs_on_device
     def _backward_range(self, start: int, end: int) -> None:
         ensure_device(self)
         plan = self.plan
@@ -440,7 +461,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         cbs = self._callbacks
         for i in range(start, end - 1, -1):
             for f in cbs["before_backward"]:
-                f(i)
+                host_call(f)(i)
             if self.layer_need_backward[i]:
                 self.layers_list[i].Backward(
                     self.top_vecs[i], self.bottom_need_backward[i], self.bottom_vecs[i]
@@ -448,7 +469,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 if self.debug_info:
                     self._backward_debug_info(i)
             for f in cbs["after_backward"]:
-                f(i)
+                host_call(f)(i)
         if self.debug_info and end == 0:
             self._update_debug_info()
 
@@ -465,12 +486,21 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         return loss
 
     def clear_param_diffs(self) -> None:
+        # Either side: from a script it zeroes the host side (arrays the
+        # script holds see the zeros); inside a solver step, the device side.
+        ensure_device(self)
         for b in self.learnable_params:
             b.diff[...] = 0
 
+    @runs_on_device
     def reshape(self) -> None:
+        ensure_device(self)
         for i, layer in enumerate(self.layers_list):
-            layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+            try:
+                layer.reshape(self.bottom_vecs[i], self.top_vecs[i])
+            except BlobMemoryError as exc:
+                raise _name_blob(exc, layer.layer_param, self.top_vecs[i],
+                                 layer) from None
 
     # -- debug_info (Caffe's lines) ---------------------------------------------
     def _forward_debug_info(self, i: int) -> None:

@@ -49,9 +49,10 @@ class NetWeightsMixin:
             lp.CopyFrom(layer.layer_param)
             del lp.blobs[:]
             for b in layer.blobs:
+                # Read-only host views: saving marks nothing as changed.
                 bp = array_to_blobproto(
-                    backend.to_host(b.data),
-                    backend.to_host(b.diff) if write_diff else None,
+                    backend.to_host(b.host_data()),
+                    backend.to_host(b.host_diff()) if write_diff else None,
                 )
                 lp.blobs.add().CopyFrom(bp)
         return out
@@ -109,9 +110,8 @@ class NetWeightsMixin:
                     raise WeightsError(
                         f"{source}: layer '{src.name}' param {j}: {exc}"
                     ) from exc
-                blob.data[...] = backend.to_device(
-                    np.asarray(arr, dtype=blob.dtype).reshape(blob.shape), blob._xp
-                )
+                backend.copy_into(
+                    blob.data, np.asarray(arr, dtype=blob.dtype).reshape(blob.shape))
 
     def save_hdf5(self, path: str, write_diff: bool = False) -> None:
         import h5py  # noqa: PLC0415
@@ -129,7 +129,7 @@ class NetWeightsMixin:
                     for j, b in enumerate(layer.blobs):
                         if gi == 0 and (i, j) not in owned:
                             continue
-                        arr = b.data if gi == 0 else b.diff
+                        arr = b.host_data() if gi == 0 else b.host_diff()
                         lg.create_dataset(str(j), data=backend.to_host(arr))
 
     def load_hdf5(self, path: str) -> None:
@@ -171,7 +171,7 @@ class NetWeightsMixin:
                             f"'{lname}'; shape mismatch. Source param shape is "
                             f"{arr.shape}; target param shape is {tuple(blob.shape)}"
                         )
-                    blob.data[...] = backend.to_device(arr.astype(blob.dtype), blob._xp)
+                    backend.copy_into(blob.data, arr.astype(blob.dtype))
 
     def share_with(self, other) -> None:
         """Alias this net's params' data to ``other``'s, by layer name."""

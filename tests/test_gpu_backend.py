@@ -82,7 +82,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y"
 """, caffe_pb2.NetParameter), caffe_pb2.TEST)
     assert device.ensure_device(net)       # first call: walked once
     assert not device.ensure_device(net)   # then a compare
-    assert all(type(b.data) is np.ndarray for b in net.blob_list)
+    assert all(type(b._data) is np.ndarray for b in net.blob_list)
 
 
 def test_helpers_on_host_arrays():

@@ -1,4 +1,9 @@
-"""Every member of recaffe's pycaffe surface, with pycaffe's test_net checks."""
+"""Every member of recaffe's pycaffe surface, with pycaffe's test_net checks.
+
+Every test runs in CPU mode and in GPU mode (the ``mode`` fixture of
+tests/conftest.py: the CPU stand-in device everywhere, CuPy where a device is
+present): the surface is host numpy in both, as pycaffe's is.
+"""
 
 import collections
 import importlib
@@ -29,6 +34,12 @@ layer { type: 'InnerProduct' name: 'ip' bottom: 'conv' top: 'ip_blob'
 layer { type: 'SoftmaxWithLoss' name: 'loss' bottom: 'ip_blob' bottom: 'label'
   top: 'loss' }
 """
+
+
+@pytest.fixture(autouse=True)
+def _in_each_mode(mode):
+    """Run every test of this module in CPU mode and in GPU mode."""
+    return mode
 
 
 @pytest.fixture

@@ -1,14 +1,15 @@
 """Train the talk's RNN to add binary numbers, in one command.
 
     python examples/binary_addition/train.py [--iters 3000] [--hidden 16]
-                                             [--manual] [--outdir DIR]
+                                             [--manual] [--outdir DIR] [--gpu]
 
 Steps: write the data (``data.py``) into the work directory, write the train
 and test nets (built with ``recaffe.unroll``, or with ``--manual`` the talk's
 hand-written loop of ``manual_unroll.py``) and the solver, then train with
 recaffe's solver, evaluating the held-out additions every ``--check-every``
 iterations; stop at 100% bit accuracy. Prints a few sums and the accuracy;
-exits 0 when every held-out bit is right.
+exits 0 when every held-out bit is right. ``--gpu`` is the talk's CPU-vs-GPU
+experiment: the same script with ``set_mode_gpu()`` (nothing else changes).
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--gpu", action="store_true",
+                        help="train on the GPU (caffe.set_mode_gpu(); needs CuPy)")
     parser.add_argument("--export", action="store_true",
                         help="write train.prototxt/test.prototxt next to "
                              "solver.prototxt (data read from --outdir, relative to "
@@ -117,6 +120,10 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     if args.export:
         return export_prototxt(args)
+    if args.gpu:
+        caffe.set_mode_gpu()
+    else:
+        caffe.set_mode_cpu()
     outdir = os.path.abspath(args.outdir)
     paths = ba_data.write_data(outdir, args.num_train, args.num_test, args.bits,
                                seed=args.seed)

@@ -26,21 +26,32 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "draw": ("recaffe.cli.draw", "main", "draw a net as a graph"),
     "pycaffe": ("recaffe.cli.pycaffe", "main", "run a pycaffe script with recaffe"),
     "unroll": ("recaffe.cli.unroll", "main", "unroll a recurrent cell into a net"),
+    "export-onnx": ("recaffe.cli.export_onnx", "main",
+                    "export a net and its weights to ONNX"),
     "convert": ("recaffe.tools.convert", "main", "convert images to a database"),
     "compute_image_mean": ("recaffe.tools.convert", "main_mean",
                            "compute the mean image of a database"),
 }
 
 _ALIASES = {"parse_log": "parse-log", "device-query": "device_query",
-            "compute-image-mean": "compute_image_mean"}
+            "compute-image-mean": "compute_image_mean",
+            "export_onnx": "export-onnx"}
 
 
 def usage() -> str:
     width = max(len(c) for c in COMMANDS)
-    lines = ["usage: recaffe <command> [-flag value ...]", "", "commands:"]
+    lines = ["usage: recaffe <command> [-flag value ...]",
+             "       recaffe --version", "", "commands:"]
     lines += [f"  {c:<{width}}  {h}" for c, (_, _, h) in COMMANDS.items()]
     lines += ["", "Run 'recaffe <command> --help' for the flags of a command."]
     return "\n".join(lines)
+
+
+def version_line() -> str:
+    """What ``recaffe --version`` prints (as ``caffe --version`` does)."""
+    import recaffe  # noqa: PLC0415
+
+    return f"recaffe version {recaffe.__version__}"
 
 
 def error_line(exc: BaseException) -> str:
@@ -51,6 +62,9 @@ def error_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("--version", "-version", "version"):
+        print(version_line())
+        return 0
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 1

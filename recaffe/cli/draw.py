@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from recaffe.cli.common import DefaultsHelpFormatter
 from recaffe.io.prototxt import read_prototxt
 from recaffe.proto import caffe_pb2
 
@@ -16,6 +17,7 @@ _PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST, "ALL": None}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="recaffe draw", description="Draw a network graph (Caffe's draw_net.py).")
     parser.add_argument("input_net_proto_file", help="net definition (.prototxt)")
     parser.add_argument("output_image_file",

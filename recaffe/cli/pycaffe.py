@@ -10,47 +10,13 @@ and ``sys.path`` are restored afterwards.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
 import runpy
 import sys
 
-#: alias name -> recaffe module it stands for
-ALIASES = {
-    "caffe": "recaffe",
-    "caffe.proto": "recaffe.proto",
-    "caffe.proto.caffe_pb2": "recaffe.proto.caffe_pb2",
-    "caffe.io": "recaffe.io",
-    "caffe.draw": "recaffe.draw",
-    "caffe.net_spec": "recaffe.net_spec",
-    "caffe.coord_map": "recaffe.coord_map",
-    "caffe.classifier": "recaffe.classifier",
-    "caffe.detector": "recaffe.detector",
-    "caffe.pycaffe": "recaffe",
-}
+from recaffe.caffe_alias import ALIASES, caffe_alias
 
-_MISSING = object()
-
-
-@contextlib.contextmanager
-def caffe_alias():
-    """``import caffe`` means ``import recaffe`` inside the with-block."""
-    saved = {name: sys.modules.get(name, _MISSING) for name in ALIASES}
-    try:
-        for alias, target in ALIASES.items():
-            try:
-                sys.modules[alias] = importlib.import_module(target)
-            except ImportError:
-                # An optional module that cannot load stays unaliased.
-                sys.modules.pop(alias, None)
-        yield
-    finally:
-        for name, module in saved.items():
-            if module is _MISSING:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+__all__ = ["ALIASES", "caffe_alias", "main", "run_script"]
 
 
 def run_script(script: str, args: list[str]) -> int:

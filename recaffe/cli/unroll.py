@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from recaffe.cli.common import DefaultsHelpFormatter
 from recaffe.errors import RecaffeError
 
 __all__ = ["build", "main"]
@@ -47,9 +48,11 @@ def build(cell: str, T: int, hidden: int, input_dim: int, batch: int = 1,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="recaffe unroll",
         description="Print the prototxt of a recurrent cell unrolled over T steps.")
-    parser.add_argument("--cell", choices=["lstm", "rnn", "gru"], default="lstm")
+    parser.add_argument("--cell", choices=["lstm", "rnn", "gru"], default="lstm",
+                        help="the recurrent cell")
     parser.add_argument("--T", type=int, required=True, help="number of time steps")
     parser.add_argument("--hidden", type=int, required=True, help="hidden size H")
     parser.add_argument("--input-dim", type=int, required=True, help="input size D")

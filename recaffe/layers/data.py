@@ -6,6 +6,10 @@ transformation ``(x - mean) * scale`` then crop and mirror (see
 :mod:`recaffe.data_transformer`); ``label[i] = datum_k.label``. ``rand_skip``
 skips a random number of records in [0, rand_skip) once at setup.
 
+With N data-parallel ranks (:mod:`recaffe.parallel`), a TRAIN net's layer
+keeps record k of the cursor order only on rank ``k mod N`` (Caffe's
+multi-GPU rule); a database with fewer records than ranks is an error.
+
 Datums hold raw uint8 ``data`` bytes (C x H x W), ``float_data``, or an
 ``encoded`` image (decoded with Pillow, channels in BGR order as Caffe/OpenCV).
 The top shape is taken from the first record of each batch; every record of a
@@ -31,6 +35,7 @@ from recaffe.data_transformer import DataTransformer, transform_param_of
 from recaffe.errors import DataError
 from recaffe.io.db import open_db
 from recaffe.layer import Layer, register_layer
+from recaffe.parallel.shard import ItemFilter, train_shard
 from recaffe.proto import caffe_pb2
 
 
@@ -64,11 +69,31 @@ class DataLayer(Layer):
         if p.rand_skip:
             for _ in range(int(backend.rng().integers(int(p.rand_skip)))):
                 self._cursor.next()
+        self._filter = ItemFilter(*train_shard(self.phase))
+        if self._filter.active:
+            self._check_enough_records(p.source, int(p.backend))
+            self._skip_others()
         first = self._read_item(self._datum())[0]
         self._item_shape = self.transformer.infer_shape(first.shape)
         top[0].reshape((self.batch_size,) + self._item_shape)
         if self.output_labels:
             top[1].reshape((self.batch_size,))
+
+    def _check_enough_records(self, source: str, db_backend: int) -> None:
+        n = self._filter.size
+        with open_db(source, db_backend) as probe:
+            first = probe.key()
+            for k in range(1, n):
+                probe.next()
+                if probe.key() == first:
+                    raise DataError(
+                        f"{self.where}: '{source}' holds {k} record(s), fewer than "
+                        f"the {n} data-parallel ranks; use fewer ranks or more data")
+
+    def _skip_others(self) -> None:
+        """Move the cursor to the next record of this rank."""
+        while not self._filter.keep():
+            self._cursor.next()
 
     def _datum(self):
         d = caffe_pb2.Datum()
@@ -104,6 +129,8 @@ class DataLayer(Layer):
             item, labels[i] = self._read_item(self._datum())
             items.append(item)
             self._cursor.next()
+            if self._filter.active:
+                self._skip_others()
         shape = self.transformer.infer_shape(items[0].shape)
         if shape != self._item_shape:
             self._item_shape = shape

@@ -6,6 +6,11 @@ and wrapping around to the first file at the end. With ``shuffle`` the file
 order is shuffled at setup and at each wrap-around, and the row order of a file
 each time it is (re)started (random numbers from ``recaffe.backend.rng()``).
 
+With N data-parallel ranks (:mod:`recaffe.parallel`), a TRAIN net's layer
+keeps row k of this order (counted over all files) only on rank ``k mod N``
+(Caffe's multi-GPU rule), so N ranks with batch B see the rows one process
+with batch N·B sees.
+
 ``source`` is a text file listing ``.h5`` paths, one per line. A relative path
 is taken relative to the working directory (as Caffe does) and, if no such
 file exists there, relative to the list file's directory. Only the current
@@ -29,6 +34,7 @@ from recaffe import backend
 from recaffe.data_transformer import resolve_path
 from recaffe.errors import DataError
 from recaffe.layer import Layer, register_layer
+from recaffe.parallel.shard import ItemFilter, train_shard
 
 
 def read_source_list(source: str, where: str) -> list[str]:
@@ -78,6 +84,7 @@ class HDF5DataLayer(Layer):
             backend.rng().shuffle(self.file_order)
         self.current_file = 0
         self._load_file(self.file_order[0])
+        self._filter = ItemFilter(*train_shard(self.phase))
         for t, a in zip(top, self._arrays, strict=True):
             t.reshape((self.batch_size,) + a.shape[1:])
 
@@ -157,6 +164,11 @@ class HDF5DataLayer(Layer):
 
     def forward(self, bottom, top):
         hosts = [np.empty(t.shape, dtype=t.dtype) for t in top]
+        if self._filter.active:
+            self._forward_shard(hosts)
+            for t, h in zip(top, hosts, strict=True):
+                t.data[...] = backend.to_device(h, self.xp)
+            return
         filled = 0
         while filled < self.batch_size:
             n = min(self.batch_size - filled, self.rows - self.current_row)
@@ -168,3 +180,17 @@ class HDF5DataLayer(Layer):
             self._next_row()
         for t, h in zip(top, hosts, strict=True):
             t.data[...] = backend.to_device(h, self.xp)
+
+    def _forward_shard(self, hosts) -> None:
+        """Fill ``hosts`` with this rank's rows, passing over the others'."""
+        filt = self._filter
+        for i in range(self.batch_size):
+            while True:
+                mine = filt.keep()
+                if mine:
+                    row = self.row_order[self.current_row]
+                    for h, a in zip(hosts, self._arrays, strict=True):
+                        h[i] = a[row]
+                self._next_row()
+                if mine:
+                    break

@@ -8,8 +8,10 @@ Caffe/OpenCV; one grey channel when ``is_color`` is false) from
 set. ``shuffle`` shuffles the lines at setup and at each wrap-around;
 ``rand_skip`` starts at a random line in [0, rand_skip). The transformation is
 Caffe's ``(x - mean) * scale``, then crop and mirror
-(:mod:`recaffe.data_transformer`). Resizing uses Pillow's bilinear filter,
-which may differ slightly from OpenCV's.
+(:mod:`recaffe.data_transformer`). With N data-parallel ranks
+(:mod:`recaffe.parallel`), a TRAIN net's layer keeps line k of this order
+only on rank ``k mod N`` (Caffe's multi-GPU rule). Resizing uses Pillow's
+bilinear filter, which may differ slightly from OpenCV's.
 
 Bottoms: none.
 Tops: ``data`` (B, C, H', W') and ``label`` (B,).
@@ -33,6 +35,7 @@ from recaffe.data_transformer import (
 )
 from recaffe.errors import DataError
 from recaffe.layer import Layer, register_layer
+from recaffe.parallel.shard import ItemFilter, train_shard
 
 
 @register_layer
@@ -71,9 +74,29 @@ class ImageDataLayer(Layer):
                 raise self.error(f"rand_skip {p.rand_skip} can skip past the "
                                  f"{len(self.lines)} lines of '{p.source}'",
                                  DataError)
+        self._filter = ItemFilter(*train_shard(self.phase))
+        if self._filter.active:
+            if len(self.lines) < self._filter.size:
+                raise self.error(
+                    f"source '{p.source}' lists {len(self.lines)} image(s), fewer "
+                    f"than the {self._filter.size} data-parallel ranks; use fewer "
+                    "ranks or more images", DataError)
+            self._skip_others()
         first = self._load(self.pos)
         self._item_shape = self.transformer.infer_shape(first.shape)
         self.reshape(bottom, top)
+
+    def _advance(self) -> None:
+        self.pos += 1
+        if self.pos >= len(self.lines):
+            self.pos = 0
+            if self.shuffle:
+                self._shuffle()
+
+    def _skip_others(self) -> None:
+        """Move to the next line of this data-parallel rank."""
+        while not self._filter.keep():
+            self._advance()
 
     def _read_list(self, source):
         try:
@@ -131,11 +154,9 @@ class ImageDataLayer(Layer):
                     f"{shape} for '{self.lines[self.pos][0]}'")
             self.transformer.transform(img, host[i])
             labels[i] = self.lines[self.pos][1]
-            self.pos += 1
-            if self.pos >= len(self.lines):
-                self.pos = 0
-                if self.shuffle:
-                    self._shuffle()
+            self._advance()
+            if self._filter.active:
+                self._skip_others()
         xp = self.xp
         top[0].data[...] = backend.to_device(host, xp)
         top[1].data[...] = backend.to_device(labels, xp)

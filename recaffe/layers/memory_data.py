@@ -7,6 +7,10 @@ arrays given to ``reset`` are served as they are; ``add_datum_vector`` and
 ``add_array_vector`` (Caffe's AddDatumVector/AddMatVector) apply
 ``transform_param`` (scale, mean, crop, mirror) to their items first.
 
+With N data-parallel ranks (:mod:`recaffe.parallel`), a TRAIN net's layer
+keeps rows ``rank, rank + N, ...`` of the arrays given to ``reset`` (row k to
+rank ``k mod N``), so the number of rows must be a multiple of N·batch_size.
+
 Bottoms: none.
 Tops: ``data`` (B, C, H, W) and ``label`` (B,), from memory_data_param.
 Learnable params: none.
@@ -23,6 +27,7 @@ from recaffe import backend
 from recaffe.data_transformer import DataTransformer
 from recaffe.errors import DataError
 from recaffe.layer import Layer, register_layer
+from recaffe.parallel.shard import train_shard
 
 
 @register_layer
@@ -103,6 +108,16 @@ class MemoryDataLayer(Layer):
             raise self.error(
                 f"data and labels must have the same first dimension, got {n} and "
                 f"{labels.shape[0]}", DataError)
+        rank, size = train_shard(self.phase)
+        if size > 1:
+            if n == 0 or n % (self.batch_size * size):
+                raise self.error(
+                    f"with {size} data-parallel ranks the number of items ({n}) "
+                    f"must be a positive multiple of ranks x batch_size "
+                    f"({size} x {self.batch_size})", DataError)
+            data = np.ascontiguousarray(data[rank::size])
+            labels = labels[rank::size]
+            n = data.shape[0]
         if n == 0 or n % self.batch_size:
             raise self.error(
                 f"the number of items ({n}) must be a positive multiple of batch_size "

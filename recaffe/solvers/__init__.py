@@ -49,7 +49,7 @@ def get_solver(solver: str | os.PathLike | caffe_pb2.SolverParameter) -> Solver:
     Raises:
         SolverError: the ``type`` is not a known solver.
     """
-    param = load_solver_param(solver)
+    param = load_solver_param(solver, validate=False)
     cls = SOLVER_TYPES.get(param.type)
     if cls is None:
         where = f"{os.fspath(solver)}: " if not isinstance(
@@ -58,4 +58,4 @@ def get_solver(solver: str | os.PathLike | caffe_pb2.SolverParameter) -> Solver:
             f"{where}unknown solver type '{param.type}'; known types: "
             f"{', '.join(SOLVER_TYPES)}"
         )
-    return cls(param)
+    return cls(solver)

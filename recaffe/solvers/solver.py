@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from recaffe import backend, graph_runner
+from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.device import ensure_device
 from recaffe.errors import DivergenceError, RecaffeError, SolverError
 from recaffe.io.prototxt import read_prototxt, to_text
@@ -42,12 +43,18 @@ from recaffe.log import fmt, logger
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
 from recaffe.solvers.lr_policy import learning_rate
+from recaffe.solvers.validate import count_test_nets, validate_solver_param
 
 _ACTIONS = ("none", "stop", "snapshot")
 
 
-def load_solver_param(solver) -> caffe_pb2.SolverParameter:
-    """A solver prototxt path or a ``SolverParameter`` as an upgraded copy."""
+def load_solver_param(solver, validate: bool = True) -> caffe_pb2.SolverParameter:
+    """A solver prototxt path or a ``SolverParameter`` as an upgraded copy.
+
+    A file is checked as it is read (:func:`validate_solver_param`, naming the
+    file) unless ``validate`` is false; a message object is checked when a
+    solver is built from it.
+    """
     if isinstance(solver, caffe_pb2.SolverParameter):
         param = caffe_pb2.SolverParameter()
         param.CopyFrom(solver)
@@ -57,6 +64,8 @@ def load_solver_param(solver) -> caffe_pb2.SolverParameter:
         path = os.fspath(solver)
         param = read_prototxt(path, caffe_pb2.SolverParameter)
         upgrade_solver_param(param, path)
+        if validate:
+            validate_solver_param(param, path)
         return param
     raise TypeError(f"solver: expected a solver prototxt path or SolverParameter, "
                     f"got {type(solver).__name__}")
@@ -81,10 +90,9 @@ class Solver:
     def __init__(self, solver):
         param = load_solver_param(solver)
         self.param = param
+        if isinstance(solver, caffe_pb2.SolverParameter):
+            validate_solver_param(param)
         self.check_param()
-        if param.average_loss < 1:
-            raise SolverError(f"average_loss must be >= 1, got {param.average_loss}")
-        self._check_snapshot_prefix()
         if param.random_seed >= 0:
             backend.set_random_seed(param.random_seed)
         logger.info("Initializing solver from parameters: \n" + to_text(param))
@@ -101,6 +109,8 @@ class Solver:
         self._losses: list[float] = []
         self._display_now = False
         self._rates_cache = None
+        #: Data-parallel hooks (:class:`recaffe.parallel.DataParallel`), or None.
+        self.reducer = None
         self.net = self._init_train_net()
         self.test_nets = self._init_test_nets()
         logger.info("Solver scaffolding done.")
@@ -109,19 +119,6 @@ class Solver:
     # -- construction ----------------------------------------------------------
     def check_param(self) -> None:
         """Check solver fields the update rule depends on (overridden)."""
-
-    def _check_snapshot_prefix(self) -> None:
-        p = self.param
-        if p.snapshot <= 0:
-            return
-        if not p.snapshot_prefix:
-            raise SolverError("snapshot > 0 needs snapshot_prefix to be set")
-        d = os.path.dirname(p.snapshot_prefix) or "."
-        if not (os.path.isdir(d) and os.access(d, os.W_OK)):
-            raise SolverError(
-                f"Cannot write to snapshot prefix '{p.snapshot_prefix}'. Make sure "
-                "that the directory exists and is writable."
-            )
 
     def _init_train_net(self) -> Net:
         p = self.param
@@ -152,29 +149,10 @@ class Solver:
         return net
 
     def _init_test_nets(self) -> list[Net]:
+        # The counts were checked by validate_solver_param.
         p = self.param
-        generic = int(p.HasField("net")) + int(p.HasField("net_param"))
-        if generic > 1:
-            raise SolverError("Both net_param and net_file may not be specified.")
         n_specific = len(p.test_net_param) + len(p.test_net)
-        n_iter = len(p.test_iter)
-        if ((generic and n_iter < n_specific)
-                or (not generic and n_iter != n_specific)):
-            raise SolverError(
-                f"test_iter must be specified for each test network: {n_iter} "
-                f"test_iter value(s) for {n_specific} test net(s)"
-            )
-        n_instances = n_specific + (n_iter - n_specific if generic else 0)
-        if len(p.test_state) and len(p.test_state) != n_instances:
-            raise SolverError(
-                "test_state must be unspecified or specified once per test net: got "
-                f"{len(p.test_state)} for {n_instances} test net(s)"
-            )
-        if n_instances and p.test_interval <= 0:
-            raise SolverError(
-                f"{n_instances} test net(s) need test_interval > 0, got "
-                f"{p.test_interval}"
-            )
+        n_instances = count_test_nets(p)
         sources: list[tuple[str, caffe_pb2.NetParameter]] = []
         for tp in p.test_net_param:
             sources.append(("test_net_param", tp))
@@ -207,6 +185,7 @@ class Solver:
                     logger.info(f"Finetuning from {w}")
                     net.copy_from(w)
 
+    @runs_on_device
     def _alloc_history(self) -> None:
         """History, update and scratch arrays, one per learnable param (and per
         history set). Where the params share one dtype and array module, each
@@ -310,6 +289,11 @@ class Solver:
 
     # -- the loop --------------------------------------------------------------
     def _requested_action(self) -> str:
+        if self.reducer is not None:  # data-parallel: what all ranks agreed on
+            return self.reducer.agreed_action()
+        return self._local_action()
+
+    def _local_action(self) -> str:
         if self.action_request is None:
             return "none"
         action = self.action_request()
@@ -330,11 +314,13 @@ class Solver:
             self.smoothed_loss += (loss - self._losses[idx]) / window
             self._losses[idx] = loss
 
+    @runs_on_device
     def step(self, iters: int) -> None:
         """Run ``iters`` training iterations (Caffe's Solver::Step)."""
         p = self.param
         # Memory follows the mode: nets and history move if the mode changed.
         ensure_device(self)
+        reducer = self.reducer
         start_iter = self.iter
         stop_iter = self.iter + int(iters)
         self._losses = []
@@ -362,7 +348,7 @@ class Solver:
                     break
             for on_start, _ in callbacks:
                 if on_start is not None:
-                    on_start()
+                    host_call(on_start)()
             display = display_every > 0 and self.iter % display_every == 0
             self._display_now = display
             net.debug_info = display and debug
@@ -377,6 +363,8 @@ class Solver:
                     loss += net.forward_prefilled()
                     net.backward_all()
                 loss /= iter_size
+            if reducer is not None:  # data-parallel: average over the ranks
+                loss = reducer.after_backward(loss)
             if self.check_finite:
                 self._check_divergence(loss)
             self._update_smoothed_loss(loss, start_iter)
@@ -391,7 +379,7 @@ class Solver:
                 self._log_outputs(net, "    Train net output #")
             for _, on_ready in callbacks:
                 if on_ready is not None:
-                    on_ready()
+                    host_call(on_ready)()
             self.apply_update()
             self._display_now = False
             request = self._requested_action()
@@ -524,6 +512,7 @@ class Solver:
         """Turn ``diff`` of learnable param ``param_id`` into the step to subtract."""
         raise NotImplementedError
 
+    @runs_on_device
     def apply_update(self) -> None:
         """One update from the current diffs; increments ``iter``."""
         rate = self.get_learning_rate()
@@ -574,6 +563,8 @@ class Solver:
 
     # -- testing -------------------------------------------------------------------
     def test_all(self) -> None:
+        if self.reducer is not None and not self.reducer.is_root:
+            return  # data-parallel: rank 0 tests
         for k in range(len(self.test_nets)):
             if self.requested_early_exit:
                 break
@@ -656,6 +647,8 @@ class Solver:
     def snapshot(self) -> str:
         """Write the model and the solver state; returns the state file name."""
         p = self.param
+        if self.reducer is not None and not self.reducer.is_root:
+            return ""  # data-parallel: rank 0 snapshots
         if self.check_finite:
             for i, b in enumerate(self.net.learnable_params):
                 if not np.isfinite(backend.to_host(b.data)).all():
@@ -694,7 +687,14 @@ class Solver:
 
     def restore(self, state_file: str) -> None:
         """Resume from a ``.solverstate`` or ``.solverstate.h5`` file."""
-        state_file = os.fspath(state_file)
+        if self.reducer is not None:  # data-parallel: rank 0 reads, all receive
+            if self.reducer.is_root:
+                self._restore(os.fspath(state_file))
+            self.reducer.bcast()
+            return
+        self._restore(os.fspath(state_file))
+
+    def _restore(self, state_file: str) -> None:
         state = read_solverstate(state_file)
         if len(state.history) != len(self.history):
             raise SolverError(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend.synced import runs_on_device
 
 
 class GradientCheckError(AssertionError):
@@ -36,6 +37,7 @@ def _objective(layer, bottom, top, weights, seed) -> float:
     return total
 
 
+@runs_on_device  # perturbs and reads the arrays the layer computes on
 def check_gradient(
     layer,
     bottom: Sequence,

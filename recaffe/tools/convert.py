@@ -26,6 +26,7 @@ import sys
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from recaffe.cli.common import DefaultsHelpFormatter
 from recaffe.errors import DataError, RecaffeError
 from recaffe.proto import caffe_pb2
 
@@ -308,6 +309,7 @@ def _load_npz(path: str, data_key: str, label_key: str):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="recaffe convert",
         description="Convert arrays (.npz), HDF5 datasets or image folders to an "
                     "LMDB of Datum records for the Data layer.")
@@ -364,11 +366,13 @@ def main(argv=None) -> int:
 def main_mean(argv=None) -> int:
     """``recaffe compute_image_mean DB mean.binaryproto``."""
     p = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter,
         prog="recaffe compute_image_mean",
         description="Compute the mean image of a Datum database.")
     p.add_argument("db", help="input database")
     p.add_argument("out", nargs="?", help="output mean .binaryproto")
-    p.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb")
+    p.add_argument("--backend", choices=("lmdb", "leveldb"), default="lmdb",
+                   help="database backend")
     args = p.parse_args(argv)
     try:
         mean = compute_image_mean(args.db, args.out,

@@ -15,25 +15,6 @@ from recaffe.cli.common import normalize_gflags
 from recaffe.cli.progress import ProgressLine
 
 
-@pytest.fixture(autouse=True)
-def _restore_logger():
-    # main() sets up glog handlers on the shared "recaffe" logger; put it back
-    # so other tests (caplog) see the logger as they expect.
-    import importlib
-    import logging
-
-    log = importlib.import_module("recaffe.log")
-
-    lg = logging.getLogger("recaffe")
-    saved = (list(lg.handlers), lg.level, lg.propagate, dict(log._handlers))
-    yield
-    lg.handlers[:] = saved[0]
-    lg.setLevel(saved[1])
-    lg.propagate = saved[2]
-    log._handlers.clear()
-    log._handlers.update(saved[3])
-
-
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     write_files(tmp_path)

@@ -1,7 +1,8 @@
 """BVLC Caffe's own numbers for small nets around each layer type.
 
-For each case folder in ``shared/conformance`` (see its README): build
-``Net(net.prototxt, weights.caffemodel, phase)``, write the inputs, run one
+For each case of the repository's copy (``data/layers``, see data/README.md):
+build ``Net(net.prototxt, weights.caffemodel, phase)`` from Caffe's own weights
+file, write the inputs, run one
 forward and one backward, then compare every blob's data and diff and every
 learnable blob's data and diff with what BVLC Caffe computed.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conformance_data import find_conformance_root
+from conformance_data import MANIFEST, ROOT, load_case, write_bytes
 
 import recaffe
 from recaffe.net import Net
@@ -19,15 +20,13 @@ from recaffe.proto import caffe_pb2
 RTOL, ATOL = 1e-4, 1e-5
 
 
-ROOT = find_conformance_root()
-CASES = sorted(
-    p.name for p in (ROOT.iterdir() if ROOT else []) if (p / "expected.npz").is_file()
-)
+CASES = sorted(MANIFEST["layers"])
 
 
 def test_conformance_data_present():
-    assert ROOT is not None, "shared/conformance not found (set RECAFFE_CONFORMANCE)"
-    assert len(CASES) >= 40, CASES
+    assert len(CASES) >= 40, f"{ROOT}: {len(CASES)} layer cases in MANIFEST.json"
+    on_disk = sorted(p.stem for p in (ROOT / "layers").glob("*.npz"))
+    assert on_disk == CASES, "layer case files and MANIFEST.json disagree"
 
 
 def _diff_is_alias(net, name: str) -> bool:
@@ -39,27 +38,27 @@ def _diff_is_alias(net, name: str) -> bool:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_layer_case(case):
-    folder = ROOT / case
-    phase = caffe_pb2.TEST if case == "dropout_test_phase" else caffe_pb2.TRAIN
+def test_layer_case(case, tmp_path):
+    phase = caffe_pb2.TEST if MANIFEST["layers"][case]["phase"] == "TEST" \
+        else caffe_pb2.TRAIN
+    exp = load_case("layers", case)
     recaffe.set_mode_cpu()
-    net = Net(str(folder / "net.prototxt"), phase,
-              weights=str(folder / "weights.caffemodel"))
-    exp = np.load(folder / "expected.npz")
+    net = Net(str(ROOT / "layers" / f"{case}.prototxt"), phase,
+              weights=str(write_bytes(exp, "weights.caffemodel", tmp_path)))
     for layer in net.layers:
         if layer.type == "BatchNorm":
             # These files were written after Caffe's pass, so they hold the
             # running statistics of that pass; Caffe started from zeros.
             for b in layer.blobs:
                 b.data[...] = 0
-    for key in exp.files:
+    for key in exp:
         if key.startswith("input/"):
             net.blobs[key[len("input/"):]].data[...] = exp[key]
     net.forward()
     net.backward()
     failures = []
     checked = 0
-    for key in exp.files:
+    for key in exp:
         parts = key.split("/")
         if parts[0] == "blob":
             name, what = "/".join(parts[1:-1]), parts[-1]

@@ -8,22 +8,22 @@ runtime pycaffe used printed them) and Caffe's float formatting.
 """
 
 import importlib.util
-import pathlib
 import sys
 
 import pytest
-from conformance_data import find_conformance_root
+from conformance_data import MANIFEST, ROOT
 from google.protobuf import text_format
 
 import recaffe
 from recaffe.proto import caffe_pb2
 
-_ROOT = find_conformance_root() or pathlib.Path("missing-conformance-data")
-NETSPEC_DIR = _ROOT / "netspec"
+NETSPEC_DIR = ROOT / "netspec"
 CASES_FILE = NETSPEC_DIR / "netspec_cases.py"
+
 
 def test_netspec_conformance_data_present():
     assert CASES_FILE.is_file(), f"NetSpec conformance data missing: {CASES_FILE}"
+    assert len(MANIFEST["netspec"]) == 4, MANIFEST["netspec"]
 
 
 class _CaffeAlias:
@@ -51,9 +51,7 @@ def cases_module():
 
 
 def _case_names():
-    if not CASES_FILE.is_file():
-        return []
-    return sorted(p.stem for p in NETSPEC_DIR.glob("*.prototxt"))
+    return sorted(MANIFEST["netspec"])
 
 
 def _run(cases_module, name):

@@ -1,7 +1,8 @@
 """Solver trajectories against BVLC Caffe's own numbers.
 
-For each configuration in ``shared/conformance/solvers/``: build the solver
-with ``get_solver`` from that folder, load ``init.caffemodel``, write the
+For each configuration of the repository's copy (``data/solvers``): build the
+solver with ``get_solver`` in a folder holding the net, load Caffe's
+``init.caffemodel``, write the
 inputs once, then compare the loss and every learnable blob after each of six
 ``step(1)`` calls (rtol 1e-4, atol 1e-5).
 """
@@ -9,19 +10,16 @@ inputs once, then compare the loss and every learnable blob after each of six
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
-from conformance_data import find_conformance_root
+from conformance_data import MANIFEST, ROOT, load_case, write_bytes
 
 from recaffe.layer import layer_type_list
 
-_ROOT = find_conformance_root()
-CASES_DIR = (_ROOT or Path("missing-conformance-data")) / "solvers"
-CASES = sorted(
-    p.name[: -len(".expected.npz")] for p in CASES_DIR.glob("*.expected.npz")
-)
+CASES_DIR = ROOT / "solvers"
+CASES = sorted(MANIFEST["solvers"])
 NEEDED_TYPES = {"Input", "InnerProduct", "TanH", "EuclideanLoss"}
 
 
@@ -31,11 +29,13 @@ def test_solver_conformance_data_present():
 
 
 @pytest.fixture
-def in_cases_dir():
+def in_cases_dir(tmp_path):
     # The solver files name "net.prototxt" relative to the working directory
     # (Caffe's rule); no snapshot is due within six steps.
+    for path in CASES_DIR.glob("*.prototxt"):
+        shutil.copyfile(path, tmp_path / path.name)
     old = os.getcwd()
-    os.chdir(CASES_DIR)
+    os.chdir(tmp_path)
     try:
         yield
     finally:
@@ -47,12 +47,12 @@ def test_solver_trajectory(case, in_cases_dir):
     assert set(layer_type_list()) >= NEEDED_TYPES
     from recaffe.solvers import get_solver
 
-    expected = np.load(f"{case}.expected.npz")
+    expected = load_case("solvers", case)
     solver = get_solver(f"{case}.prototxt")
-    solver.net.copy_from("init.caffemodel")
+    solver.net.copy_from(str(write_bytes(expected, "init.caffemodel", ".")))
     for name in ("x", "t"):
         solver.net.blobs[name].data[...] = expected[f"input/{name}"]
-    steps = sorted({int(k.split("/")[0][4:]) for k in expected.files
+    steps = sorted({int(k.split("/")[0][4:]) for k in expected
                     if k.startswith("iter")})
     assert steps == list(range(1, len(steps) + 1))
     for n in steps:
@@ -63,7 +63,7 @@ def test_solver_trajectory(case, in_cases_dir):
             rtol=1e-4, atol=1e-5, err_msg=f"{case}: loss after step {n}",
         )
         prefix = f"iter{n}/param/"
-        keys = [k for k in expected.files if k.startswith(prefix)]
+        keys = [k for k in expected if k.startswith(prefix)]
         assert keys, f"{case}: no params stored for step {n}"
         for key in keys:
             layer, idx = key[len(prefix):].split("/")

@@ -2,9 +2,12 @@
 
 Arrays are a numpy subclass (:class:`FakeDeviceArray`) with CuPy's ``get()``;
 like CuPy, a ufunc or module function refuses a host (plain numpy) array
-mixed into device arrays, so code that forgets a host->device copy fails here
-as it would on a GPU. Module functions, reductions and scalar indexing return
-device arrays (0-d for scalars), as CuPy's do. It does not catch everything
+mixed into device arrays, and an assignment ``device[...] = host_array``, so
+code that forgets a host->device copy fails here as it would on a GPU. It
+counts transfers (:data:`COPIES`: ``asarray``/``set`` from the host, ``get``)
+so tests can check recaffe's own copy counters against it. Module functions,
+reductions and scalar indexing return device arrays (0-d for scalars), as
+CuPy's do. It does not catch everything
 CuPy would (implicit device->host conversion through ``np.asarray``, numpy
 functions dispatched by ``__array_function__``), and it compiles no CUDA
 kernel (``__name__`` is not "cupy", so the fused kernels are not used).
@@ -17,7 +20,9 @@ that write into existing arrays (``out=``, in-place operators, item
 assignment, ``fill``, scatter-add) are only recorded; operations that make a
 new array compute it from the current values (to give it its shape) and are
 replayed into that same array. Reading a device value on the host during a
-capture raises (CUDA refuses the synchronisation), and so does a GEMM through
+capture raises (CUDA refuses the synchronisation), as does a host-to-device
+copy (``asarray``/``set`` of a host array; neither is counted then), and so
+does a GEMM through
 the module (``matmul``, ``dot``: CuPy refuses cuBLAS during a capture); the
 module's ``capturable_matmul`` is the stand-in for nvmath-python's cuBLAS.
 Arrays made during a capture are reported to the allocator installed with
@@ -32,6 +37,14 @@ import types
 import numpy as np
 
 from recaffe import backend
+
+#: Host<->device transfers made through the stand-in (an independent count
+#: to check recaffe's own): asarray/array/set from host memory, get().
+COPIES = {"host_to_device": 0, "device_to_host": 0}
+
+
+def reset_copies() -> None:
+    COPIES["host_to_device"] = COPIES["device_to_host"] = 0
 
 
 class CaptureViolation(RuntimeError):
@@ -84,9 +97,25 @@ def _gemm_refused():
 class FakeDeviceArray(np.ndarray):
     """A 'device' array: numpy memory, CuPy's rules for mixing with the host."""
 
-    def get(self):
+    def get(self, stream=None, order="C", out=None):
         _host_read("get()")
+        COPIES["device_to_host"] += 1
+        if out is not None:
+            if isinstance(out, FakeDeviceArray) or out.shape != self.shape:
+                raise ValueError("get(out=): out must be a host array of the same "
+                                 "shape")
+            out[...] = self.view(np.ndarray)
+            return out
         return np.array(self.view(np.ndarray), copy=True)
+
+    def set(self, arr, stream=None):
+        if isinstance(arr, FakeDeviceArray) or not isinstance(arr, np.ndarray):
+            raise TypeError("set(): only a host numpy array can be copied in")
+        if arr.shape != self.shape:
+            raise ValueError(f"set(): shape mismatch {arr.shape} != {self.shape}")
+        _host_read("set(host array): a synchronous host-to-device copy")
+        COPIES["host_to_device"] += 1
+        self.view(np.ndarray)[...] = arr
 
     def __float__(self):
         _host_read("float()")
@@ -129,10 +158,11 @@ class FakeDeviceArray(np.ndarray):
             _new_array(out, lambda: np.ndarray.__getitem__(base, pkey))
         return out
 
-    def __setitem__(self, key, value):
-        if isinstance(value, np.ndarray) and type(value) is np.ndarray and \
-                value.ndim > 0:
-            _refuse_host("setitem", [value])
+    def __setitem__(self, key, value) -> None:
+        # CuPy refuses a non-scalar host array here (no implicit transfer).
+        if isinstance(value, np.ndarray) and not isinstance(value, FakeDeviceArray) \
+                and value.ndim > 0:
+            raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
         pkey, pval = _plain_key(key), _plain(value)
         base = self.view(np.ndarray)
         if _tape is not None:
@@ -254,8 +284,9 @@ def _function(name, fn):
             _gemm_refused()
         if name in _FROM_HOST:
             src = args[0]
-            if _tape is not None and not isinstance(src, FakeDeviceArray):
+            if not isinstance(src, FakeDeviceArray):
                 _host_read(f"{name}(host array): a synchronous host-to-device copy")
+                COPIES["host_to_device"] += 1
             a = np.array(_plain(src), copy=True, **kwargs) if name == "array" \
                 else np.array(_plain(src), copy=True, dtype=kwargs.get("dtype"))
             a = a.view(FakeDeviceArray)

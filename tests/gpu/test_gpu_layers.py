@@ -28,6 +28,7 @@ import pytest
 from fake_device import FAKE
 
 from recaffe import backend, device
+from recaffe.backend import synced
 from recaffe.io.prototxt import parse_prototxt
 from recaffe.net import Net
 from recaffe.proto import caffe_pb2
@@ -68,6 +69,13 @@ def dev(request):
             yield Dev("fake")
         finally:
             backend.set_mode_cpu()
+
+
+def on_device(blob) -> bool:
+    """Whether the device side of ``blob`` (what layers compute on) is a
+    device array."""
+    with synced.device_side():
+        return backend.is_device_array(blob.data)
 
 
 def host(a):
@@ -123,7 +131,7 @@ def _run(tc, case, dev, dtype=np.float32):
         dev.gpu()
         device.to_current_device([layer, bottom, top])
         for b in list(bottom) + list(top) + list(layer.blobs):
-            assert backend.is_device_array(b.data), "a blob stayed on the host"
+            assert on_device(b), "a blob stayed on the host"
     try:
         backend.set_random_seed(7)
         layer.Forward(bottom, top)
@@ -284,7 +292,7 @@ def test_solver_matches_cpu(dev, kind, tmp_path):
     dev.gpu()
     try:
         gpu = get_solver(_solver_param(text, kind))
-        assert all(backend.is_device_array(b.data) for b in gpu.net.learnable_params)
+        assert all(on_device(b) for b in gpu.net.learnable_params)
         gpu.step(6)
         for j, (g, w) in enumerate(zip(_weights(gpu), _weights(cpu), strict=True)):
             close(g, w, f"{kind} param {j} after 6 iterations", 1e-3, 1e-4)
@@ -306,7 +314,7 @@ def test_solver_follows_mode_switches(dev, tmp_path):
     try:
         s.step(3)
         assert all(backend.is_device_array(h) for h in s.history)
-        assert all(backend.is_device_array(b.data) for b in s.net.learnable_params)
+        assert all(on_device(b) for b in s.net.learnable_params)
     finally:
         dev.cpu()
     s.step(3)
@@ -381,7 +389,7 @@ def test_net_weights_round_trip(dev, tmp_path):
         again = _net(_lstm_text())
         again.copy_from(str(tmp_path / "w.caffemodel"))
         for g, w in zip(again.learnable_params, params_dev, strict=True):
-            assert backend.is_device_array(g.data)
+            assert on_device(g)
             np.testing.assert_array_equal(host(g.data), w)
     finally:
         dev.cpu()
@@ -402,8 +410,8 @@ def test_net_follows_the_mode(dev, impl, monkeypatch):
     dev.gpu()
     try:
         device.ensure_device(net)
-        assert all(backend.is_device_array(b.data) for b in net.blob_list)
-        assert all(backend.is_device_array(b.data) for b in net.param_blobs)
+        assert all(on_device(b) for b in net.blob_list)
+        assert all(on_device(b) for b in net.param_blobs)
         for i, owner in enumerate(net.param_owners):
             if owner >= 0:
                 assert net.param_blobs[i].shares_data_with(net.param_blobs[owner])
@@ -417,7 +425,7 @@ def test_net_follows_the_mode(dev, impl, monkeypatch):
     for j, (g, w) in enumerate(zip(grads_dev, grads_cpu, strict=True)):
         close(g, w, f"param {j} diff")
     device.ensure_device(net)
-    assert all(type(b.data) is np.ndarray for b in net.blob_list)
+    assert all(type(b._data) is np.ndarray for b in net.blob_list)
     net.clear_param_diffs()
     close(net.forward_prefilled(), loss_cpu, "loss back on the CPU", 1e-6, 1e-7)
 
@@ -435,7 +443,7 @@ def test_data_layers_on_device(dev, tmp_path):
         net = _net(text, caffe_pb2.TEST)
         net.forward_prefilled()
         for n, w in want.items():
-            assert backend.is_device_array(net.blobs[n].data)
+            assert on_device(net.blobs[n])
             close(host(net.blobs[n].data), w, f"blob {n}")
         # MemoryData copies its batches to the device.
         mem = _net("""

@@ -1392,13 +1392,15 @@ SOLVER_CASES = [
     pytest.param(
         SOLVER_BASE.replace('"fixed"', '"fixd"'),
         SolverError,
-        r"Unknown learning rate policy: 'fixd'; lr_policy must be one of fixed",
+        r"^solver file 'solver\.prototxt': field 'lr_policy': 'fixd'; allowed: "
+        r"fixed, step, exp, inv, multistep, poly, sigmoid$",
         id="unknown-lr-policy",
     ),
     pytest.param(
         SOLVER_BASE.replace('"fixed"', '"step"') + "gamma: 0.1\n",
         SolverError,
-        r"lr_policy 'step' needs stepsize > 0, got 0",
+        r"^solver file 'solver\.prototxt': field 'stepsize': lr_policy 'step' needs "
+        r"stepsize \(it needs gamma, stepsize\)",
         id="step-without-stepsize",
     ),
     pytest.param(
@@ -1442,13 +1444,14 @@ SOLVER_CASES = [
     pytest.param(
         SOLVER_BASE + 'snapshot: 2\nsnapshot_prefix: "/nonexistent/dir/x"\n',
         SolverError,
-        r"Cannot write to snapshot prefix '/nonexistent/dir/x'",
+        r"field 'snapshot_prefix': '/nonexistent/dir/x': folder '/nonexistent/dir' "
+        r"does not exist",
         id="snapshot-dir-missing",
     ),
     pytest.param(
         SOLVER_BASE + 'weight_decay: 0.1\nregularization_type: "L3"\n',
         SolverError,
-        r"Unknown regularization type: 'L3'",
+        r"field 'regularization_type': 'L3'; allowed: L1, L2",
         id="regularization",
     ),
     pytest.param(
@@ -1460,7 +1463,7 @@ SOLVER_CASES = [
     pytest.param(
         SOLVER_BASE + "average_loss: 0\n",
         SolverError,
-        r"average_loss must be >= 1, got 0",
+        r"field 'average_loss': must be >= 1, got 0",
         id="average-loss",
     ),
     pytest.param(
@@ -1472,8 +1475,8 @@ SOLVER_CASES = [
     pytest.param(
         SOLVER_BASE + 'test_net: "net.prototxt"\n',
         SolverError,
-        r"test_iter must be specified for each test network: 0 test_iter "
-        r"value\(s\) for 1 test net",
+        r"field 'test_iter': one value per test net needed: 0 value\(s\) for 1 "
+        r"test_net",
         id="test-iter-count",
     ),
     pytest.param(

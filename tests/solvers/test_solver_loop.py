@@ -80,9 +80,10 @@ def test_regularization_through_apply_update(reg):
 
 
 def test_unknown_regularization_type():
-    s = SGDSolver(solver_param(BASE + 'weight_decay: 0.1 regularization_type: "L3"'))
-    with pytest.raises(SolverError, match="Unknown regularization type: 'L3'"):
-        s.step(1)
+    # Found when the solver is built, before any iteration.
+    with pytest.raises(SolverError,
+                       match="'regularization_type': 'L3'; allowed: L1, L2"):
+        SGDSolver(solver_param(BASE + 'weight_decay: 0.1 regularization_type: "L3"'))
 
 
 def test_callbacks_and_lr_property():
@@ -251,12 +252,12 @@ def test_solver_from_path_resolves_net_against_cwd(tmp_path, monkeypatch):
     (RMSPropSolver, "momentum: 0.9", "Momentum cannot be used with RMSProp"),
     (RMSPropSolver, "rms_decay: 1.0", "rms_decay should lie between 0 and 1"),
     (RMSPropSolver, "rms_decay: -0.1", "rms_decay should lie between 0 and 1"),
-    (SGDSolver, "average_loss: 0", "average_loss must be >= 1"),
+    (SGDSolver, "average_loss: 0", "'average_loss': must be >= 1"),
     (SGDSolver, "test_iter: 1", "test_interval > 0"),
     (SGDSolver, ("test_iter: 1 test_interval: 5 test_state { stage: 'a' } "
-                "test_state { stage: 'b' }"), "test_state must be unspecified"),
+                "test_state { stage: 'b' }"), "'test_state': give none or one per"),
     (SGDSolver, 'snapshot: 5 snapshot_prefix: "/nonexistent/dir/x"',
-     "Cannot write to snapshot prefix '/nonexistent/dir/x'"),
+     "'/nonexistent/dir/x': folder '/nonexistent/dir' does not exist"),
     (AdaDeltaSolver, 'train_net: "a.prototxt"', "must not contain more than one"),
 ])
 def test_construction_errors(cls, text, match):
@@ -273,7 +274,8 @@ def test_no_train_net_and_test_iter_mismatch():
     p.train_net_param.CopyFrom(parse_prototxt(net_text(), caffe_pb2.NetParameter))
     p.test_iter.append(3)
     p.test_interval = 5
-    with pytest.raises(SolverError, match="test_iter must be specified for each test"):
+    with pytest.raises(SolverError, match=r"'test_iter': 1 value\(s\) given but there "
+                       r"is no test net"):
         SGDSolver(p)
 
 

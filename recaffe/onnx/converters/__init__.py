@@ -1,0 +1,1 @@
+"""One module per layer family; each registers its converters on import."""
