@@ -45,6 +45,7 @@ import numpy as np
 from recaffe import backend
 from recaffe.backend import cuda_graph
 from recaffe.backend.cuda_graph import CaptureError
+from recaffe.backend.synced import device_side, on_host_side, runs_on_device
 from recaffe.device import ensure_device
 from recaffe.log import logger
 
@@ -72,9 +73,25 @@ def _addr(a) -> tuple:
 
 
 def _device_side(blob) -> tuple:
-    """The arrays layers compute with (the device side, in GPU mode): the
-    graphs read and write these, so reading them here also brings inputs
-    written on the host into their fixed device buffers before a replay."""
+    """The device arrays of a blob, (data, diff): what layers compute with and
+    what the graphs read and write, by address.
+
+    Graphs follow the host/device rules of eager passes
+    (:mod:`recaffe.backend.synced`) because they run inside one: the hooks
+    below are entered from the ``runs_on_device`` entry points (Net's forward
+    and backward, Solver's step and update) or enter a device pass
+    themselves. Its start copied every host-side change (a script's
+    ``net.blobs['x'].data[...] = batch``, a parameter edited through
+    ``.data``) into these same buffers, so a replay reads them; its end counts
+    every buffer as changed on the device, so host reads after a replay copy
+    the replay's outputs down. A diff not allocated yet is allocated here (the
+    graphs bind its address): the first graphed pass therefore leaves every
+    diff counted as written on the device, and a diff no layer writes is
+    copied down once more than after an eager pass.
+    """
+    if on_host_side():  # not from the hooks; still the device side, synced
+        with device_side():
+            return blob.data, blob.diff
     return blob.data, blob.diff
 
 
@@ -390,6 +407,7 @@ def _active_plan(net):
     return net._get_plan()
 
 
+@runs_on_device
 def forward(net, plan) -> float | None:
     """Hook of :meth:`Net._forward_range` (full pass, plan in hand): the loss
     of a graphed forward, or None to run the plan eagerly."""
@@ -398,6 +416,7 @@ def forward(net, plan) -> float | None:
     return net_graphs(net).forward(net, plan)
 
 
+@runs_on_device
 def backward(net, plan) -> bool:
     """Hook of :meth:`Net._backward_range` after a planned forward."""
     if not backend.is_gpu():
@@ -494,6 +513,7 @@ def solver_graphs(solver) -> SolverGraphs:
     return g
 
 
+@runs_on_device
 def train_iteration(solver) -> float:
     """Hook of :meth:`Solver.step` (``iter_size`` 1): clear the diffs, forward
     and backward, as one graph where possible, else eagerly; the loss."""
@@ -517,6 +537,7 @@ def wants_train_graph(solver) -> bool:
     return backend.is_gpu() and cuda_graph.enabled()
 
 
+@runs_on_device
 def update(solver, rate: float) -> bool:
     """Hook of :meth:`Solver.apply_update`: the update as a graph (True), or
     False to run it eagerly."""

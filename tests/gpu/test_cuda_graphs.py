@@ -15,7 +15,9 @@ show (allocations counted by its pool, its refusals).
   reason (environment, CPU mode, Python layer, a layer that cannot be
   captured, Adam, clip_gradients), ``recaffe time``;
 - equality of graph and eager results: forward, every gradient, 100 solver
-  steps with a changing learning rate, the time-batched plan.
+  steps with a changing learning rate, the time-batched plan, and a pycaffe
+  script that writes inputs and reads outputs only through ``.data`` (the
+  host side of the SyncedMemory model), with the same copies per pass.
 """
 
 from __future__ import annotations
@@ -531,3 +533,91 @@ def test_a_layer_that_cannot_be_captured_is_named_and_results_stay_eager(
         "the train pass cannot be captured: Dropout layer 'drop', forward: a layer "
         "draws random numbers on the host")
     np.testing.assert_allclose(la, lb, rtol=1e-6)  # the same masks were drawn
+
+
+# -- pycaffe scripts: inputs written and outputs read through .data --------------------
+def _script_net(monkeypatch, graphs: bool, n=5):
+    """A pycaffe inference/gradient script: every input written through
+    ``.data`` (host numpy), outputs and gradients read back through ``.data``
+    and ``.diff``; returns what it read and the copies SyncedMemory made."""
+    from recaffe.backend import synced
+
+    monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1" if graphs else "0")
+    net = _net(_lstm_text())
+    r = np.random.default_rng(11)
+    shape = net.blobs["ids"].data.shape
+    cont = np.ones(shape)
+    cont[0] = 0
+    seen = []
+    for i in range(n):
+        if i == 1:
+            # From the second pass on: the first graphed pass allocates every
+            # blob's diff (the graphs bind their addresses), so diffs no layer
+            # writes (the inputs') are copied down once more than eagerly.
+            synced.reset_copy_counts()
+        net.blobs["ids"].data[...] = r.integers(0, 7, shape)
+        net.blobs["cont"].data[...] = cont
+        net.blobs["target"].data[...] = r.integers(0, 7, shape)
+        for ps in net.params.values():
+            for p in ps:
+                p.diff[...] = 0
+        net.forward()
+        loss, logits = net.blobs["loss"].data, net.blobs["logits"].data
+        assert type(logits).__module__.startswith("recaffe")  # HostArray
+        assert isinstance(logits, np.ndarray) and not isinstance(logits, FAKE.ndarray)
+        seen += [float(loss), logits.copy()]
+        net.backward()
+        seen += [net.params["out"][0].diff.copy(), net.params["emb"][0].diff.copy(),
+                 net.blobs["e"].diff.copy()]
+    return net, seen, synced.copy_counts()
+
+
+def _script_solver(monkeypatch, graphs: bool, iters=8):
+    """The pycaffe training idiom: inputs through .data, step(1), the loss read
+    through .data, and once a parameter edited in place from the script."""
+    from recaffe.solvers import get_solver
+
+    monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1" if graphs else "0")
+    solver = get_solver(_solver_param(_lstm_text()))
+    net = solver.net
+    r = np.random.default_rng(12)
+    shape = net.blobs["ids"].data.shape
+    losses = []
+    for it in range(iters):
+        net.blobs["ids"].data[...] = r.integers(0, 7, shape)
+        net.blobs["target"].data[...] = r.integers(0, 7, shape)
+        cont = net.blobs["cont"].data
+        cont[...] = 1
+        cont[0] = 0
+        if it == 5:  # replays must see a parameter changed on the host
+            net.params["out"][1].data[...] *= 0.5
+        solver.step(1)
+        losses.append(float(net.blobs["loss"].data))
+    params = [p.data.copy() for p in net.learnable_params]
+    return solver, losses, params
+
+
+def test_pycaffe_script_reads_and_writes_through_data_graph_equals_eager(
+        dev, monkeypatch):
+    """Graph replays follow the host/device rules of eager passes: inputs
+    written on the host reach the device buffers before each replay, outputs
+    read on the host afterwards are the replay's, with the same copies per
+    pass."""
+    a, eager, eager_copies = _script_net(monkeypatch, graphs=False)
+    b, graphed, graph_copies = _script_net(monkeypatch, graphs=True)
+    st = graph_runner.status(b)
+    assert st["graphs"] == ["backward", "forward"] and st["replays"] >= 6
+    assert graph_runner.status(a)["graphs"] == []
+    assert len(eager) == len(graphed)
+    for k, (x, y) in enumerate(zip(eager, graphed, strict=True)):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6, err_msg=f"read {k}")
+    assert graph_copies == eager_copies
+
+    _, l_eager, p_eager = _script_solver(monkeypatch, graphs=False)
+    s_graph, l_graph, p_graph = _script_solver(monkeypatch, graphs=True)
+    assert graph_runner.status(s_graph.net)["graphs"] == ["train"]
+    assert graph_runner.status(s_graph)["graphs"] == ["update"]
+    assert graph_runner.status(s_graph)["replays"] >= 5
+    np.testing.assert_allclose(l_graph, l_eager, rtol=1e-5, atol=1e-6)
+    for x, y in zip(p_eager, p_graph, strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
