@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from recaffe import graph_runner
 from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.blob import Blob
 from recaffe.device import ensure_device
@@ -377,6 +378,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         """The per-layer loop ran: time-batched layers hold per-step state now."""
         self._plan_synced = False
         self._plan_forwarded = False
+        graph_runner.invalidate(self)  # layer state may have moved: capture anew
 
     def _get_plan(self):
         """The execution plan (:mod:`recaffe.plan`), built lazily on the first
@@ -401,6 +403,10 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if start == 0 and end == len(self.layers_list) - 1:
             plan = self._get_plan()
             if plan is not None:
+                loss = graph_runner.forward(self, plan)  # GPU: a CUDA graph
+                if loss is not None:
+                    self._plan_forwarded = True
+                    return loss
                 return self._forward_planned(plan)
         self._plain_ran()
         loss = 0.0
@@ -444,7 +450,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 if not self._plan_synced:
                     plan.sync()
                     self._plan_synced = True
-                plan.backward()
+                if not graph_runner.backward(self, plan):  # GPU: a CUDA graph
+                    plan.backward()
                 return
             # The planned forward left time-batched layers with stacked state.
             for g in plan.groups:

@@ -1,37 +1,46 @@
 #!/usr/bin/env bash
-# One-shot check of recaffe's GPU mode on a CUDA machine (about 6 minutes at most).
+# One-shot check of recaffe's GPU mode on a CUDA machine (6 minutes at most).
 #
 #   bash tools/gpu_check.sh            # from the repository root
 #
 # 1. reports the GPU and driver (nvidia-smi);
 # 2. makes sure CuPy imports: if not, installs cupy-cuda13x or cupy-cuda12x to
 #    match the driver's CUDA major version, from ./wheels (a wheelhouse carried
-#    along; machines without network) or else from the package index;
-#    the same for a protobuf >= 7.35 runtime (recaffe's generated code needs it);
-# 3. runs the GPU tests (the cupy-parametrised ones, the pycaffe API tests
+#    along; machines without network) or else from the package index; the
+#    same for nvmath-python (cuBLAS inside CUDA-graph captures) and a
+#    protobuf >= 7.35 runtime (recaffe's generated code needs it);
+# 3. runs the GPU tests (the cupy-parametrised ones: the CUDA graph tests
+#    first, graph == eager included, then the rest, the pycaffe API tests
 #    among them) with a time limit;
 # 4. runs two unmodified pycaffe scripts once in CPU mode and once in GPU mode
 #    and compares the runs (tools/compare_gpu_runs.py): tests/gpu/
 #    pycaffe_script.py (inputs written and outputs read only through .data, a
 #    Python layer, param edits, a solver loop) and
 #    examples/binary_addition/train.py with its --gpu switch;
-# 5. runs `benchmarks/gpu_bench.py --quick` with a time limit;
-# 6. prints a compact summary. Logs (and JSON/JUnit results) go to $OUT if set,
-#    else to ./gpu_check_out.
+# 5. runs `benchmarks/gpu_bench.py --quick` with a time limit: every row,
+#    recaffe with CUDA graphs on and off, PyTorch eager and graphed, JAX jit
+#    (rows print as they finish; rows past the limit are missing);
+# 6. prints a compact summary with the table. Logs (and JSON/JUnit results)
+#    go to $OUT if set, else to ./gpu_check_out.
 #
-# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 180),
-# SCRIPT_TIMEOUT (s per GPU run, default 40; CPU runs get half), BENCH_TIMEOUT
-# (s, default 50), RECAFFE_GPU_GRADCHECK (first|all|0), GPU_CHECK_NO_INSTALL=1
-# (never pip install). Worst case with CuPy installed: about 6 minutes.
+# Time budget (worst case, CuPy and nvmath-python installed): device query and
+# versions ~20 s, tests 140 s, scripts 60 s (4 runs: 20 s per GPU run, 10 s
+# per CPU run; each takes about a second on a CPU), benchmark 140 s (40 s per
+# row): 6 minutes in total. Each package it installs adds up to 3 minutes.
+#
+# Environment: PYTHON (default python3), TEST_TIMEOUT (s, default 140),
+# SCRIPT_TIMEOUT (s per GPU run, default 20; CPU runs get half), BENCH_TIMEOUT
+# (s, default 140), RECAFFE_GPU_GRADCHECK (first|all|0, default first),
+# GPU_CHECK_NO_INSTALL=1 (never pip install).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PY=${PYTHON:-python3}
 OUTDIR=${OUT:-$ROOT/gpu_check_out}
 mkdir -p "$OUTDIR"
-TEST_TIMEOUT=${TEST_TIMEOUT:-180}
-SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-40}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-50}
+TEST_TIMEOUT=${TEST_TIMEOUT:-140}
+SCRIPT_TIMEOUT=${SCRIPT_TIMEOUT:-20}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-140}
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
 T0=$(date +%s)
@@ -59,6 +68,11 @@ if ! "$PY" -c "import cupy" 2>/dev/null; then
   say "CuPy missing: installing $PKG"
   pip_install "$PKG" || say "could not install $PKG (no wheel in ./wheels, no network?)"
 fi
+if ! "$PY" -c "from nvmath.bindings import cublas" 2>/dev/null; then
+  if [ "${CUDA_MAJOR:-0}" -ge 13 ]; then NV="nvmath-python[cu13]"; else NV="nvmath-python[cu12]"; fi
+  say "nvmath-python missing (CUDA graphs then run eagerly): installing $NV"
+  pip_install "$NV" || pip_install nvmath-python || say "could not install nvmath-python"
+fi
 if ! "$PY" -c "import recaffe" 2>"$OUTDIR/import_error.txt"; then
   say "import recaffe failed: $(tail -1 "$OUTDIR/import_error.txt")"
   say "installing protobuf>=7.35 (recaffe's generated code needs that runtime)"
@@ -66,7 +80,8 @@ if ! "$PY" -c "import recaffe" 2>"$OUTDIR/import_error.txt"; then
 fi
 "$PY" - <<'EOF' 2>&1 | tee "$OUTDIR/versions.txt"
 import importlib
-for m in ("numpy", "cupy", "google.protobuf", "h5py", "torch", "pytest"):
+for m in ("numpy", "cupy", "nvmath", "google.protobuf", "h5py", "torch", "jax",
+          "pytest"):
     try:
         mod = importlib.import_module(m)
         print(f"{m}: {getattr(mod, '__version__', '?')}")
@@ -84,10 +99,10 @@ EOF
 # -- 3. GPU tests -----------------------------------------------------------------------
 say "GPU tests (limit ${TEST_TIMEOUT}s)"
 TIMEOUT_OPT=""
-"$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_OPT="--timeout=120"
+"$PY" -c "import pytest_timeout" 2>/dev/null && TIMEOUT_OPT="--timeout=60"
 timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest -o addopts= -q -p no:cacheprovider -rfEs $TIMEOUT_OPT \
   --junitxml="$OUTDIR/gpu_tests.xml" \
-  tests/gpu tests/test_gpu_backend.py tests/test_pycaffe_api.py -k "cupy" \
+  tests/gpu/test_cuda_graphs.py tests/gpu tests/test_gpu_backend.py tests/test_pycaffe_api.py -k "cupy" \
   >"$OUTDIR/gpu_tests.log" 2>&1
 TEST_RC=$?
 tail -40 "$OUTDIR/gpu_tests.log"
@@ -110,7 +125,7 @@ SCRIPTS_RC=${PIPESTATUS[0]}
 
 # -- 5. benchmark -----------------------------------------------------------------------
 say "benchmark --quick (limit ${BENCH_TIMEOUT}s)"
-timeout -k 10 "$BENCH_TIMEOUT" "$PY" benchmarks/gpu_bench.py --quick \
+timeout -k 10 "$BENCH_TIMEOUT" "$PY" benchmarks/gpu_bench.py --quick --timeout 40 \
   --json "$OUTDIR/gpu_bench.json" >"$OUTDIR/gpu_bench.log" 2>&1
 BENCH_RC=$?
 cat "$OUTDIR/gpu_bench.log"
@@ -119,12 +134,12 @@ cat "$OUTDIR/gpu_bench.log"
 echo
 echo "================ recaffe GPU check summary ================"
 echo "GPU:        $(head -1 "$OUTDIR/gpu.txt" 2>/dev/null)"
-grep -E "^(cupy|torch|google.protobuf):" "$OUTDIR/versions.txt" | tr '\n' ' '; echo
+grep -E "^(cupy|nvmath|torch|jax|google.protobuf):" "$OUTDIR/versions.txt" | tr '\n' ' '; echo
 grep -E "^recaffe GPU mode: FAILED" "$OUTDIR/versions.txt"
 echo "tests:      rc=$TEST_RC ($( [ $TEST_RC = 124 ] && echo 'TIMED OUT, ' )$(grep -E '[0-9]+ (passed|failed|skipped|error)' "$OUTDIR/gpu_tests.log" | tail -1))"
 grep -E "^(FAILED|ERROR) " "$OUTDIR/gpu_tests.log" | head -20
 sed 's/^script /script:     /' "$SCRIPTS_DIR/compare.txt"
 echo "benchmark:  rc=$BENCH_RC$( [ $BENCH_RC = 124 ] && echo ' (TIMED OUT)')"
-if grep -q "^model " "$OUTDIR/gpu_bench.log"; then sed -n '/^model /,$p' "$OUTDIR/gpu_bench.log"; else grep -E "^(rnn|lstm) " "$OUTDIR/gpu_bench.log"; fi
+if grep -q "^model " "$OUTDIR/gpu_bench.log"; then sed -n '/^model /,$p' "$OUTDIR/gpu_bench.log"; else grep -E "^(rnn|lstm|lstm2|infer1|infer64) " "$OUTDIR/gpu_bench.log"; fi
 echo "total:      $(( $(date +%s) - T0 ))s; logs in $OUTDIR"
 [ $TEST_RC = 0 ] && [ $SCRIPTS_RC = 0 ] && [ $BENCH_RC = 0 ]

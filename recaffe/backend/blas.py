@@ -19,6 +19,7 @@ OpenBLAS, else the system's ``libopenblas.so.0``), ``"mkl"``, ``"atlas"``,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
@@ -47,7 +48,9 @@ _HINTS = {
     "blis": "apt-get install libblis4-openmp",
 }
 
-_state: dict[str, Any] = {"name": "numpy", "lib": None, "path": None, "threads": None}
+_state: dict[str, Any] = {"name": "numpy", "lib": None, "path": None, "threads": None,
+                          # GEMM for device arrays while a CUDA graph is captured
+                          "device_gemm": None}
 
 
 class _Lib:
@@ -233,7 +236,7 @@ def gemm(a, b, out=None, trans_a: bool = False, trans_b: bool = False,
         out = np.empty((m, n), dtype=dtype) if isinstance(a, np.ndarray) else None
         beta = 0.0
     if out is None:  # another array module (cupy): its own matmul
-        return alpha * (opa @ opb)
+        return alpha * _module_matmul(opa, opb, None)
     if (lib is None or not isinstance(a, np.ndarray) or dtype not in (np.float32,
             np.float64) or b.dtype != dtype or out.dtype != dtype
             or not out.flags.c_contiguous or out.shape != (m, n)):
@@ -241,9 +244,9 @@ def gemm(a, b, out=None, trans_a: bool = False, trans_b: bool = False,
             if isinstance(a, np.ndarray):
                 np.matmul(opa, opb, out=out)
             else:
-                out[...] = opa @ opb
+                _module_matmul(opa, opb, out)
         else:
-            prod = opa @ opb
+            prod = _module_matmul(opa, opb, None)
             if beta == 0.0:
                 out[...] = alpha * prod
             else:
@@ -263,12 +266,37 @@ def selected() -> str:
     return _state["name"]
 
 
+@contextlib.contextmanager
+def device_gemm(fn):
+    """Run device GEMMs through ``fn(a, b, out=None, accumulate=False)`` inside
+    the block (CUDA-graph capture: CuPy's cuBLAS calls refuse a capturing
+    stream; see :mod:`recaffe.backend.cublas_capture`)."""
+    old = _state["device_gemm"]
+    _state["device_gemm"] = fn
+    try:
+        yield
+    finally:
+        _state["device_gemm"] = old
+
+
 def _module_matmul(a, b, out):
+    dev = _state["device_gemm"]
+    if dev is not None and type(a) is not np.ndarray:
+        return dev(a, b, out)
     if isinstance(a, np.ndarray):
         return np.matmul(a, b, out=out)
     import cupy  # noqa: PLC0415 - only reached with device arrays
 
     return cupy.matmul(a, b, out=out)
+
+
+def vdot(a, b, xp):
+    """``sum(a * b)`` of two 1-D arrays of module ``xp`` (a 0-d array on a
+    device); through the capturable GEMM while a CUDA graph is captured."""
+    dev = _state["device_gemm"]
+    if dev is not None and type(a) is not np.ndarray:
+        return dev(a.reshape(1, -1), b.reshape(-1, 1)).reshape(())
+    return xp.vdot(a, b)
 
 
 def matmul(a, b, out=None):
@@ -278,7 +306,8 @@ def matmul(a, b, out=None):
     that runs them; with the default (numpy) it is ``numpy.matmul``.
     """
     lib = _state["lib"]
-    if lib is None or not isinstance(a, np.ndarray):
+    if lib is None or not isinstance(a, np.ndarray) or \
+            _state["device_gemm"] is not None:
         return _module_matmul(a, b, out)
     if out is None:
         out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
@@ -292,6 +321,10 @@ def matmul(a, b, out=None):
 
 def matmul_acc(a, b, out) -> None:
     """``out += a @ b`` through the selected BLAS (no temporary with a library)."""
+    dev = _state["device_gemm"]
+    if dev is not None and type(a) is not np.ndarray:
+        dev(a, b, out, accumulate=True)
+        return
     lib = _state["lib"]
     if lib is None or not isinstance(a, np.ndarray):
         out += a @ b

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend import cuda_graph
 from recaffe.errors import DataError, LayerSetupError
 from recaffe.layer import Layer, register_layer
 
@@ -60,7 +61,8 @@ class EmbedLayer(Layer):
         # Checked on the floats before the cast: NaN, inf and huge values
         # have no int64 value (the cast would warn and give garbage ids).
         bad = ~((v >= 0) & (v < self.K) & (v == xp.floor(v)))
-        if bool(bad.any()):
+        # In a CUDA-graph capture the flag is read after each replay instead.
+        if cuda_graph.any_flag(bad, lambda: self._ids(bottom)):
             k = int(xp.argmax(bad))
             pos = tuple(int(i) for i in np.unravel_index(k, bottom[0].shape))
             raise self.error(

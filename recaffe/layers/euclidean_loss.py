@@ -13,6 +13,7 @@ Gradients: to both bottoms (``force_backward`` reaches ``b`` too).
 
 from __future__ import annotations
 
+from recaffe.backend import blas
 from recaffe.errors import ShapeError
 from recaffe.layer import LossLayer, register_layer
 
@@ -43,7 +44,8 @@ class EuclideanLossLayer(LossLayer):
         xp = self.xp
         d = self._diff
         xp.subtract(bottom[0].data, bottom[1].data.reshape(d.shape), out=d)
-        top[0].data[...] = xp.vdot(d.reshape(-1), d.reshape(-1)) / (2.0 * self.num)
+        flat = d.reshape(-1)
+        top[0].data[...] = blas.vdot(flat, flat, xp) / (2.0 * self.num)
 
     def backward(self, top, propagate_down, bottom):
         xp = self.xp

@@ -14,6 +14,8 @@ Gradients: to the bottom and both params.
 
 from __future__ import annotations
 
+import numpy as np
+
 from recaffe.backend import blas
 from recaffe.errors import ShapeError
 from recaffe.layer import Layer, register_layer
@@ -81,7 +83,10 @@ class InnerProductLayer(Layer):
                     or type(ones) is not type(dy)):
                 ones = self._ones = xp.ones(self.M, dtype=dy.dtype)
             bd = self.blobs[1].diff
-            bd += xp.dot(ones, dy)
+            if type(bd) is np.ndarray:
+                bd += xp.dot(ones, dy)
+            else:  # through blas: capturable in a CUDA graph
+                blas.matmul_acc(ones, dy, bd)
         if propagate_down[0]:
             w = self.blobs[0].data
             dx = bottom[0].diff.reshape(self.M, self.K)

@@ -229,7 +229,6 @@ class LSTMLayer(RecurrentLayer):
         self._param_grads(dg, propagate_down, bottom, ppd, w_xc, w_s)
 
     def _param_grads(self, dg, propagate_down, bottom, ppd, w_xc, w_s):
-        xp = self.xp
         t_, n, h = self.T, self.N, self.H
         hc = self._hc
         dg2 = dg.reshape(t_ * n, 4 * h)
@@ -249,9 +248,9 @@ class LSTMLayer(RecurrentLayer):
             ds = dg.sum(axis=0)
             blob, on = ppd["W_xc_static"]
             if on:
-                blob.diff += ds.T @ bottom[2].data.reshape(n, self.Ds)
+                blas.matmul_acc(ds.T, bottom[2].data.reshape(n, self.Ds), blob.diff)
             if propagate_down[2]:
-                xp.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
+                blas.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
 
     # -- other array modules: time-major layout ----------------------------------------
     def _forward_generic(self, bottom, top, init):
@@ -261,11 +260,11 @@ class LSTMLayer(RecurrentLayer):
         gx, acts, hs, cs, tc, hc, z = (self._gx, self._acts, self._hs, self._cs,
                                        self._tc, self._hc, self._z)
         gx2 = gx.reshape(t_ * n, 4 * h)
-        xp.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
+        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
         gx2 += b_c
         s = None
         if self.static_input:
-            s = bottom[2].data.reshape(n, self.Ds) @ w_s.T
+            s = blas.matmul(bottom[2].data.reshape(n, self.Ds), w_s.T)
         cont = bottom[1].data
         hs[0] = init[0]
         cs[0] = init[1]
@@ -273,7 +272,7 @@ class LSTMLayer(RecurrentLayer):
         for t in range(t_):
             ct = cont[t][:, None]
             xp.multiply(hs[t], ct, out=hc[t])
-            xp.matmul(hc[t], w_hc.T, out=z)
+            blas.matmul(hc[t], w_hc.T, out=z)
             z += gx[t]
             if s is not None:
                 z += s
@@ -314,7 +313,7 @@ class LSTMLayer(RecurrentLayer):
                 cuda_kernels.lstm_backward_step(acts[t], cs[t], tc[t], dtop[t], dh_next,
                                                 dg[t], dc_next)
                 if t > 0:
-                    xp.matmul(dg[t], w_hc, out=dh_next)
+                    blas.matmul(dg[t], w_hc, out=dh_next)
                     dh_next *= cont[t][:, None]
                 continue
             at = acts[t]
@@ -329,6 +328,6 @@ class LSTMLayer(RecurrentLayer):
             xp.multiply(dc * i, 1.0 - g * g, out=dgt[:, 3 * h:])
             xp.multiply(dc, f, out=dc_next)
             if t > 0:
-                xp.matmul(dgt, w_hc, out=dh_next)
+                blas.matmul(dgt, w_hc, out=dh_next)
                 dh_next *= cont[t][:, None]
         self._param_grads(dg, propagate_down, bottom, ppd, w_xc, w_s)

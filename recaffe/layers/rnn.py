@@ -127,7 +127,7 @@ class RNNLayer(RecurrentLayer):
         a2 += b_h
         s = None
         if self.static_input:
-            s = bottom[2].data.reshape(n, self.Ds) @ w_s.T
+            s = blas.matmul(bottom[2].data.reshape(n, self.Ds), w_s.T)
         cont = bottom[1].data
         hs[0] = init[0]
         for t in range(t_):
@@ -190,9 +190,9 @@ class RNNLayer(RecurrentLayer):
             ds = da.sum(axis=0)
             blob, on = ppd["W_xh_static"]
             if on:
-                blob.diff += ds.T @ bottom[2].data.reshape(n, self.Ds)
+                blas.matmul_acc(ds.T, bottom[2].data.reshape(n, self.Ds), blob.diff)
             if propagate_down[2]:
-                xp.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
+                blas.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
 
     def _backward_steps_cpu(self, da, cont, hs, w_hh):
         """The recurrence with one numba pass per step: (da + cont * dz) (1 - h^2)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recaffe.backend import cuda_graph
 from recaffe.blob import Blob
 from recaffe.errors import DataError, LayerSetupError, ShapeError
 from recaffe.layer import LossLayer, register_layer
@@ -75,7 +76,9 @@ def check_labels(layer, labels, num_classes: int, ignore_label, label_shape) -> 
     bad = (labels < 0) | (labels >= num_classes)
     if ignore_label is not None:
         bad &= labels != ignore_label
-    if bool(bad.any()):
+    # In a CUDA-graph capture the flag is read after each replay instead.
+    if cuda_graph.any_flag(bad, lambda: check_labels(layer, labels, num_classes,
+                                                     ignore_label, label_shape)):
         flat = int(xp.argmax(bad.reshape(-1)))
         value = int(labels.reshape(-1)[flat])
         pos = tuple(int(i) for i in np.unravel_index(flat, label_shape))

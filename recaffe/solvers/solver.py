@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from recaffe import backend
+from recaffe import backend, graph_runner
 from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.device import ensure_device
 from recaffe.errors import DivergenceError, RecaffeError, SolverError
@@ -337,7 +337,10 @@ class Solver:
         net = self.net
         callbacks = self.callbacks
         while self.iter < stop_iter:
-            net.clear_param_diffs()
+            # GPU: clearing, forward and backward replay as one CUDA graph.
+            graphed = iter_size == 1 and graph_runner.wants_train_graph(self)
+            if not graphed:
+                net.clear_param_diffs()
             if (test_interval > 0 and self.iter % test_interval == 0
                     and (self.iter > 0 or test_init)):
                 self.test_all()
@@ -349,7 +352,9 @@ class Solver:
             display = display_every > 0 and self.iter % display_every == 0
             self._display_now = display
             net.debug_info = display and debug
-            if iter_size == 1:
+            if graphed:
+                loss = graph_runner.train_iteration(self)
+            elif iter_size == 1:
                 loss = net.forward_prefilled()
                 net.backward_all()
             else:
@@ -444,6 +449,9 @@ class Solver:
         ``vdot(g, g)`` per param: it is finite when every element is, and a
         non-finite result (possibly only an overflow) is confirmed element-wise;
         on a device, one sync for all params."""
+        flag = graph_runner.grads_finite(self)  # read with a graphed iteration's loss
+        if flag is not None:
+            return flag
         diffs = [b.diff for b in self.net.learnable_params]
         if not diffs or type(diffs[0]) is not np.ndarray:
             return backend.all_finite(diffs)
@@ -511,8 +519,9 @@ class Solver:
         self.last_lr = rate
         if self._display_now:
             logger.info(f"Iteration {self.iter}, lr = {fmt(rate)}")
-        self.clip_gradients()
-        self.update_params(rate)
+        if not graph_runner.update(self, rate):  # GPU: the update as a CUDA graph
+            self.clip_gradients()
+            self.update_params(rate)
         self.iter += 1
 
     def update_params(self, rate: float) -> None:
