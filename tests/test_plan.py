@@ -371,14 +371,14 @@ def test_slice_and_concat_kernels(plan_env, dtype, widths, shared):
 
 
 def test_bias_adder_tiles_narrow_rows():
-    from recaffe.plan import _bias_adder  # noqa: PLC0415
+    from recaffe.plan import bias_adder  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     for M, N in [(800, 16), (800, 1), (100, 16), (7, 3), (4096, 1), (97, 64)]:
         y = rng.normal(size=(M, N)).astype(np.float32)
         b = rng.normal(size=N).astype(np.float32)
         want = y + b
-        _bias_adder(y, M, N)(b)
+        bias_adder(y, M, N)(b)
         np.testing.assert_array_equal(y, want)
 
 
