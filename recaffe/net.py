@@ -221,6 +221,9 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 for tid in tids:
                     self.blob_need_backward[tid] = True
         self._backward_sweep(param)
+        # Layers no backward pass reaches may skip what only backward needs.
+        for layer, need in zip(self.layers_list, self.layer_need_backward, strict=True):
+            layer.forward_only = not need
         self.output_names = sorted(
             n for n in available if n != "(automatic)"
         )
