@@ -399,3 +399,35 @@ def test_blob_set_buffers():
         b.set_buffers(diff=np.zeros(6, np.float64))
     with pytest.raises(RecaffeError, match="1-D"):
         b.set_buffers(diff=np.zeros((2, 3), np.float32))
+
+
+def test_per_step_slices_are_views_of_their_bottom(plan_env):
+    """Caffe's unrolled LSTM slices W_xc x (and cont) per step along T: the plan
+    makes those tops rows of the bottom's data and diff instead of copies."""
+    from recaffe import layers as L  # noqa: PLC0415
+    from recaffe.recurrent.cells import lstm  # noqa: PLC0415
+
+    T, N, D, H = 4, 3, 5, 6
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.y = L.Input(shape=[dict(dim=[T, N, D]), dict(dim=[T, N]),
+                                         dict(dim=[T, N, H])], ntop=3)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="l",
+             weight_filler=dict(type="gaussian", std=0.3), ns=ns)
+    ns.loss = L.EuclideanLoss(r.output, ns.y)
+
+    def feed(net, seed):
+        rng = np.random.default_rng(seed)
+        net.blobs["x"].data[...] = rng.normal(size=(T, N, D))
+        net.blobs["y"].data[...] = rng.normal(size=(T, N, H))
+        net.blobs["cont"].data[...] = (rng.random((T, N)) > 0.3)
+
+    plain, planned = _compare(ns.to_proto(), plan_env, iters=3, feed=feed,
+                              min_batched=0)
+    _assert_same_diffs(plain, planned)
+    viewed = {planned.layer_names[u] for u in planned.plan.layout.viewed_slices}
+    assert {"l_W_xc_x_slice", "l_cont_slice"} <= viewed
+    whole = planned.blobs["l_W_xc_x"]
+    for t in range(1, T + 1):
+        part = planned.blobs[f"l_W_xc_x_t{t}"]
+        assert np.shares_memory(part.data, whole.data)
+        assert np.shares_memory(part.diff, whole.diff)

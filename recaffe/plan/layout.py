@@ -14,6 +14,8 @@ its backward is dropped (:func:`sum_alias_ids`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from recaffe.blob import Blob
 
 
@@ -51,6 +53,10 @@ class Layout:
         self.stacks: list[object] = []
         for g in groups:
             self._stack_group(g)
+        #: Slice layers whose tops are views of their bottom (no copies).
+        self.viewed_slices: set[int] = set()
+        for u in range(len(net.layers_list)):
+            self._view_slice(u)
         self.aliased_sums: set[int] = set()
         for u in range(len(net.layers_list)):
             self._alias_sum(u)
@@ -128,6 +134,50 @@ class Layout:
             if need_diff and sg is None:
                 g.scatters.append((blobs, diff3.reshape((T,) + b0.shape)))
             g.pb.append(carrier(shape, data3, diff3))
+
+    def _view_slice(self, u: int) -> None:
+        """A Slice into equal, contiguous parts (everything before its axis
+        of size 1, e.g. per-step slices along T) gets tops that are rows of
+        its bottom's arrays: its forward and backward copy nothing, and the
+        rows count as a stack (so an Eltwise SUM's shared diff, a Concat or the
+        recurrent weight gradients find them there)."""
+        net, graph = self.net, self.graph
+        layer = net.layers_list[u]
+        if layer.type != "Slice" or any(w != 0 for w in layer.loss_weights):
+            return
+        bids, tids = net.bottom_ids[u], net.top_ids[u]
+        if len(bids) != 1 or len(tids) < 2 or len(set(tids)) != len(tids):
+            return
+        bottom = net.blob_list[bids[0]]
+        axis, bounds = layer.axis, layer.bounds
+        n = len(tids)
+        if any(d != 1 for d in bottom.shape[:axis]) or \
+                len({bounds[j + 1] - bounds[j] for j in range(n)}) != 1:
+            return
+        if any(t in self.data_at or t in self.diff_at or not graph.can_point(t)
+               or net.blob_list[t].dtype != bottom.dtype for t in tids):
+            return
+        need_diff = bool(net.bottom_need_backward[u][0])
+        if need_diff and (graph.readers.get(bids[0]) != [u] or
+                          not all(graph.can_point(t, "diff") for t in tids)):
+            return
+        count = net.blob_list[tids[0]].count
+        data = bottom.data.reshape(n, count)
+        if not np.shares_memory(data, bottom.data):
+            return
+        sid = len(self.stacks)
+        self.stacks.append(data)
+        for k, t in enumerate(tids):
+            self.data_at[t] = (sid, k)
+            net.blob_list[t].set_buffers(data=data[k])
+        if need_diff:
+            diff = bottom.diff.reshape(n, count)
+            sid = len(self.stacks)
+            self.stacks.append(diff)
+            for k, t in enumerate(tids):
+                self.diff_at[t] = (sid, k)
+                net.blob_list[t].set_buffers(diff=diff[k])
+        self.viewed_slices.add(u)
 
     def _alias_sum(self, u: int) -> None:
         net, diff_at, stacks = self.net, self.diff_at, self.stacks

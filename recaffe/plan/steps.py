@@ -38,6 +38,9 @@ class Steps:
                 continue
             layer = net.layers_list[u]
             b, t = net.bottom_vecs[u], net.top_vecs[u]
+            if u in layout.viewed_slices:  # its tops are views: nothing to do
+                fwd.append((_nothing, b, t))
+                continue
             losses = [(tb, w) for tb, w in zip(t, layer.loss_weights, strict=False)
                       if w != 0]
             pure = layer.type in PURE_RESHAPE
@@ -65,6 +68,10 @@ class Steps:
         lay = self.layout
         return kernels.layer_kernels(self.net, self.graph, u, lay.data_rows,
                                      lay.diff_rows, self.xp)
+
+
+def _nothing(_b, _t):
+    return None
 
 
 def pure_loss_forward(layer, losses, sink, xp):
