@@ -1,4 +1,5 @@
-"""``python -m benchmarks [rnn|lstm|infer|blas|all] [--quick] [--threads N]``."""
+"""``python -m benchmarks [rnn|lstm|infer|profile|blas|all] [--quick]``
+[``--threads N``]."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import platform
 import sys
 import time
 
-from benchmarks import blas, infer, lstm, rnn
+from benchmarks import blas, infer, lstm, profile, rnn
 
-SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "blas": blas}
+SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "profile": profile, "blas": blas}
 
 
 def machine() -> str:
