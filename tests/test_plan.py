@@ -431,3 +431,11 @@ def test_per_step_slices_are_views_of_their_bottom(plan_env):
         part = planned.blobs[f"l_W_xc_x_t{t}"]
         assert np.shares_memory(part.data, whole.data)
         assert np.shares_memory(part.diff, whole.diff)
+
+
+def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
+    from recaffe.plan import kernels  # noqa: PLC0415
+
+    monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
+    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    _assert_same_diffs(plain, planned)

@@ -105,3 +105,12 @@ def test_ip_kernels_match_layer(transpose):
     fwd, _ = ip_kernels(layer, b, t, [True])
     fwd(b, t)
     np.testing.assert_allclose(t[0].data, want, rtol=1e-6)
+
+
+def test_ip_kernels_transposed_product_for_large_weights(monkeypatch):
+    """The (W x^T)^T forward (taken for large weights, small batches) gives the
+    layer's results; the threshold is lowered here to keep the test small."""
+    from recaffe.plan import kernels  # noqa: PLC0415
+
+    monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
+    test_ip_kernels_match_layer(False)
