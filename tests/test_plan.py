@@ -439,3 +439,26 @@ def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
     monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
     plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
     _assert_same_diffs(plain, planned)
+
+
+def test_forward_only_net_allocates_no_diffs(plan_env):
+    """A TEST net without a loss: the plan runs no backward and creates no diff
+    arrays (they are lazy), neither stacked nor per blob; results as plain."""
+    param = _manual_net(5, 4, 3)
+    del param.layer[-1]  # the loss
+    plan_env(True)
+    caffe.set_random_seed(0)
+    planned = caffe.Net(param, caffe.TEST)
+    plan_env(False)
+    caffe.set_random_seed(0)
+    plain = caffe.Net(param, caffe.TEST)
+    for net, on in ((plain, False), (planned, True)):
+        plan_env(on)
+        _fill_inputs(net)
+        net.forward_prefilled()
+    assert planned.plan is not None and planned.plan.bwd == []
+    assert "batched InnerProduct" in planned.plan.describe()
+    assert not [n for n, b in planned.blobs.items() if b.has_diff]
+    for name in plain.blobs:
+        np.testing.assert_allclose(planned.blobs[name].data, plain.blobs[name].data,
+                                   rtol=1e-5, atol=1e-6, err_msg=name)

@@ -28,8 +28,11 @@ TRANSPOSED_MIN_WEIGHT = 1 << 20
 
 
 def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
-    """Pre-bound (forward, backward) for layer ``u`` of ``net``."""
+    """Pre-bound (forward, backward) for layer ``u`` of ``net``; a layer no
+    backward reaches gets no backward and its diffs are not touched (they
+    would be allocated)."""
     layer = net.layers_list[u]
+    backward = bool(net.layer_need_backward[u])
     b, t = net.bottom_vecs[u], net.top_vecs[u]
     if xp is not np or any(
             net.layers_list[graph.producer[x]].type == "Python"
@@ -40,25 +43,29 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
     typ = layer.type
     pd = net.bottom_need_backward[u]
     if typ == "InnerProduct":
-        return ip_kernels(layer, b, t, pd)
+        return ip_kernels(layer, b, t, pd, backward)
     if typ in ("Slice", "Concat"):
         return slice_kernels(net, u, data_rows, diff_rows)
     if typ == "Sigmoid" or typ == "TanH":
-        return _activation_kernels(typ, b, t, pd)
+        return _activation_kernels(typ, b, t, pd, backward)
     if typ == "Eltwise" and len(b) == 2 and layer.op == 1 and \
             layer.coeffs == [1.0, 1.0]:
         x0, x1, y = b[0].data, b[1].data, t[0].data
-        dy = t[0].diff
-        dxs = [bb.diff for bb, p in zip(b, pd, strict=True) if p]
 
         def fwd(_b, _t):
             np.add(x0, x1, out=y)
+        if not backward:
+            return fwd, None
+        dy = t[0].diff
+        dxs = [bb.diff for bb, p in zip(b, pd, strict=True) if p]
 
         def bwd(_t, _pd, _b):
             for dx in dxs:
                 np.copyto(dx, dy)
         return fwd, bwd
     if typ == "Split" and len(t) == 2:
+        if not backward:
+            return (lambda _b, _t: None), None
         dx = b[0].diff if pd[0] else None
         d0, d1 = t[0].diff, t[1].diff
 
@@ -69,10 +76,13 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
     return None, None
 
 
-def _activation_kernels(typ, b, t, pd):
+def _activation_kernels(typ, b, t, pd, backward=True):
     x, y = b[0].data, t[0].data
-    dy, dx = t[0].diff, (b[0].diff if pd[0] else None)
-    scratch = np.empty_like(y)
+    if backward:
+        dy, dx = t[0].diff, (b[0].diff if pd[0] else None)
+        scratch = np.empty_like(y)
+    else:
+        dy = dx = scratch = None
     # 0-d operands of the arrays' dtype: numpy converts a Python float
     # operand on every call, which costs as much as the operation here.
     half, one = np.array(0.5, dtype=y.dtype), np.array(1.0, dtype=y.dtype)
@@ -101,13 +111,14 @@ def _activation_kernels(typ, b, t, pd):
     return fwd, bwd
 
 
-def ip_kernels(layer, b, t, pd):
-    """InnerProduct over its arrays (also a time-batched group's carriers)."""
+def ip_kernels(layer, b, t, pd, backward=True):
+    """InnerProduct over its arrays (also a time-batched group's carriers);
+    with ``backward`` false, no backward and no diffs touched."""
     M, K, N = layer.M, layer.K, layer.N
     x = b[0].data.reshape(M, K)
     y = t[0].data.reshape(M, N)
-    dy = t[0].diff.reshape(M, N)
-    dx = b[0].diff.reshape(M, K) if pd[0] else None
+    dy = t[0].diff.reshape(M, N) if backward else None
+    dx = b[0].diff.reshape(M, K) if backward and pd[0] else None
     blobs, transpose, bias = layer.blobs, layer.transpose, layer.bias_term
     ppd = layer.param_propagate_down
     w_grad = bool(ppd and ppd[0])
@@ -155,7 +166,7 @@ def ip_kernels(layer, b, t, pd):
         if dx is not None:
             w = blobs[0].data
             dot(dy, w.T if transpose else w, out=dx)
-    return fwd, bwd
+    return fwd, (bwd if backward else None)
 
 
 def slice_kernels(net, u: int, data_rows, diff_rows):

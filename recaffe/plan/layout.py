@@ -106,16 +106,18 @@ class Layout:
         T = len(ms)
         rep = net.layers_list[ms[0]]
         g.rep = rep
-        # tops: always owned by the members.
+        backward = bool(net.layer_need_backward[ms[0]])
+        # tops: always owned by the members (diffs only where backward runs).
         for j in range(len(net.top_ids[ms[0]])):
             ids = [net.top_ids[m][j] for m in ms]
             b0 = net.blob_list[ids[0]]
             shape = (T * b0.shape[0],) + b0.shape[1:]
             sd = self._stacked(ids, self.data_at, "data")
-            sg = self._stacked(ids, self.diff_at, "diff")
-            if sd is None or sg is None:  # cannot happen for owned tops
+            sg = self._stacked(ids, self.diff_at, "diff") if backward else None
+            if sd is None or (backward and sg is None):  # cannot happen (owned)
                 raise RuntimeError("plan: could not stack group tops")
-            g.pt.append(carrier(shape, stacks[sd], stacks[sg]))
+            g.pt.append(carrier(shape, stacks[sd],
+                                stacks[sg] if sg is not None else None))
         for j in range(len(net.bottom_ids[ms[0]])):
             ids = [net.bottom_ids[m][j] for m in ms]
             b0 = net.blob_list[ids[0]]
@@ -126,8 +128,8 @@ class Layout:
             sg = self._stacked(ids, self.diff_at, "diff") if need_diff else None
             data3 = stacks[sd] if sd is not None else xp.zeros(
                 (T, b0.count), dtype=b0.dtype)
-            diff3 = stacks[sg] if sg is not None else xp.zeros(
-                (T, b0.count), dtype=b0.dtype)
+            diff3 = stacks[sg] if sg is not None else (xp.zeros(
+                (T, b0.count), dtype=b0.dtype) if backward else None)
             blobs = [net.blob_list[b] for b in ids]
             if sd is None:
                 g.gathers.append((blobs, data3.reshape((T,) + b0.shape)))

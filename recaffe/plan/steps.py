@@ -30,7 +30,8 @@ class Steps:
             if u < 0:
                 g = groups[-u - 1]
                 pd = list(net.bottom_need_backward[g.members[0]])
-                kf, kb = group_kernels(g, pd, xp)
+                kf, kb = group_kernels(g, pd, xp,
+                                       bool(net.layer_need_backward[g.members[0]]))
                 fwd.append((group_forward(g, kf, xp), g.pb, g.pt))
                 if net.layer_need_backward[g.members[0]]:
                     bwd.append((group_backward(g, kb), g.pt, pd, g.pb))
@@ -87,13 +88,13 @@ def pure_loss_forward(layer, losses, sink, xp):
     return run_pure
 
 
-def group_kernels(g, pd, xp):
+def group_kernels(g, pd, xp, backward=True):
     """(forward, backward) for a time-batched group: the small-layer kernels
     over the stacked blobs where there are some, else the representative
     layer's own methods."""
     rep = g.rep
     if rep.type == "InnerProduct" and xp is np:
-        kf, kb = kernels.ip_kernels(rep, g.pb, g.pt, pd)
+        kf, kb = kernels.ip_kernels(rep, g.pb, g.pt, pd, backward)
         if kf is not None:
             return kf, kb
     return rep.forward, rep.backward
