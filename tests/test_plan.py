@@ -431,6 +431,16 @@ def test_per_step_slices_are_views_of_their_bottom(plan_env):
         part = planned.blobs[f"l_W_xc_x_t{t}"]
         assert np.shares_memory(part.data, whole.data)
         assert np.shares_memory(part.diff, whole.diff)
+    # The recurrent products' inputs (cont * h per step) are rows of one stack,
+    # so W_hc's gradient is one GEMM (a row chain over all steps).
+    net = planned
+    # (Step 1 reads the initial state, of another shape: not in the chain.)
+    assert [[net.layer_names[m] for m in c] for c in planned.plan.row_chains] == [
+        [f"l_transform_t{t}" for t in range(2, T + 1)]]
+    stack, row = planned.plan.data_rows[net.blob_names.index("l_h_conted_t2")]
+    for t in range(2, T + 1):
+        blob = planned.blobs[f"l_h_conted_t{t}"]
+        assert np.shares_memory(blob.data, stack[row + t - 2])
 
 
 def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):

@@ -29,7 +29,7 @@ class ExecutionPlan:
         if time_batching:
             self.groups, self.chains = find_groups(net, graph, deps)
         self.order = schedule(deps, self.groups)
-        self.layout = Layout(net, graph, self.groups, self.xp)
+        self.layout = Layout(net, graph, self.groups, self.xp, self.chains)
         self.aliased_sums = self.layout.aliased_sums
         self.data_rows, self.diff_rows = self.layout.data_rows, self.layout.diff_rows
         # Re-share aliases (Split/Reshape/Flatten tops) onto the new memory.

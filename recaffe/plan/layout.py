@@ -46,13 +46,15 @@ class Layout:
     re-pointed blob id to ``(stack array, row)``; ``aliased_sums`` holds the
     Eltwise SUM layers whose diffs are shared (their backward is dropped)."""
 
-    def __init__(self, net, graph, groups, xp):
+    def __init__(self, net, graph, groups, xp, chains=()):
         self.net, self.graph, self.groups, self.xp = net, graph, groups, xp
         self.data_at: dict[int, tuple[int, int]] = {}  # blob -> (stack, position)
         self.diff_at: dict[int, tuple[int, int]] = {}
         self.stacks: list[object] = []
         for g in groups:
             self._stack_group(g)
+        for members in chains:
+            self._stack_chain_inputs(members)
         #: Slice layers whose tops are views of their bottom (no copies).
         self.viewed_slices: set[int] = set()
         for u in range(len(net.layers_list)):
@@ -136,6 +138,22 @@ class Layout:
             if need_diff and sg is None:
                 g.scatters.append((blobs, diff3.reshape((T,) + b0.shape)))
             g.pb.append(carrier(shape, data3, diff3))
+
+    def _stack_chain_inputs(self, members) -> None:
+        """The inputs of a chain of recurrent InnerProducts (one per step,
+        shared weights; e.g. every step's ``cont * h`` of an unrolled LSTM)
+        become consecutive rows of one stack, in layer order, so that their
+        weight gradient is one GEMM over all steps instead of one per step."""
+        net, graph = self.net, self.graph
+        ms = sorted(members)
+        ids = [graph.data_root(net.bottom_ids[m][0]) for m in ms]
+        if len(set(ids)) != len(ids) or any(b in self.data_at for b in ids):
+            return
+        blobs = [net.blob_list[b] for b in ids]
+        if any(b.count != blobs[0].count or b.dtype != blobs[0].dtype
+               for b in blobs) or not all(graph.can_point(b) for b in ids):
+            return
+        self._stacked(ids, self.data_at, "data")
 
     def _view_slice(self, u: int) -> None:
         """A Slice into equal, contiguous parts (everything before its axis
