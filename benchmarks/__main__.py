@@ -1,4 +1,5 @@
-"""``python -m benchmarks [rnn|lstm|infer|blas|dist|all] [--quick] [--threads N]``."""
+"""``python -m benchmarks [rnn|lstm|infer|profile|blas|dist|all] [--quick]``
+[``--threads N``]."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import platform
 import sys
 import time
 
-from benchmarks import blas, dist, infer, lstm, rnn
+from benchmarks import blas, dist, infer, lstm, profile, rnn
 
-SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "blas": blas, "dist": dist}
+SUITES = {"rnn": rnn, "lstm": lstm, "infer": infer, "profile": profile, "blas": blas,
+          "dist": dist}
 
 
 def machine() -> str:

@@ -238,6 +238,9 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 for tid in tids:
                     self.blob_need_backward[tid] = True
         self._backward_sweep(param)
+        # Layers no backward pass reaches may skip what only backward needs.
+        for layer, need in zip(self.layers_list, self.layer_need_backward, strict=True):
+            layer.forward_only = not need
         self.output_names = sorted(
             n for n in available if n != "(automatic)"
         )
@@ -327,6 +330,11 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             else:
                 self.has_params_decay[li] = True
                 self.params_weight_decay[li] = float(spec.decay_mult)
+        # Alias now (share_weights does it again at the end): the sharer's own
+        # filled copy is freed at once instead of living until the net is built
+        # (an unrolled net has one copy per time step).
+        blob.share_data(owner_blob)
+        blob.share_diff(owner_blob)
 
     def _backward_sweep(self, param) -> None:
         under_loss: set[str] = set()

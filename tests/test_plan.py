@@ -371,14 +371,14 @@ def test_slice_and_concat_kernels(plan_env, dtype, widths, shared):
 
 
 def test_bias_adder_tiles_narrow_rows():
-    from recaffe.plan import _bias_adder  # noqa: PLC0415
+    from recaffe.plan import bias_adder  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     for M, N in [(800, 16), (800, 1), (100, 16), (7, 3), (4096, 1), (97, 64)]:
         y = rng.normal(size=(M, N)).astype(np.float32)
         b = rng.normal(size=N).astype(np.float32)
         want = y + b
-        _bias_adder(y, M, N)(b)
+        bias_adder(y, M, N)(b)
         np.testing.assert_array_equal(y, want)
 
 
@@ -399,3 +399,76 @@ def test_blob_set_buffers():
         b.set_buffers(diff=np.zeros(6, np.float64))
     with pytest.raises(RecaffeError, match="1-D"):
         b.set_buffers(diff=np.zeros((2, 3), np.float32))
+
+
+def test_per_step_slices_are_views_of_their_bottom(plan_env):
+    """Caffe's unrolled LSTM slices W_xc x (and cont) per step along T: the plan
+    makes those tops rows of the bottom's data and diff instead of copies."""
+    from recaffe import layers as L  # noqa: PLC0415
+    from recaffe.recurrent.cells import lstm  # noqa: PLC0415
+
+    T, N, D, H = 4, 3, 5, 6
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.y = L.Input(shape=[dict(dim=[T, N, D]), dict(dim=[T, N]),
+                                         dict(dim=[T, N, H])], ntop=3)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="l",
+             weight_filler=dict(type="gaussian", std=0.3), ns=ns)
+    ns.loss = L.EuclideanLoss(r.output, ns.y)
+
+    def feed(net, seed):
+        rng = np.random.default_rng(seed)
+        net.blobs["x"].data[...] = rng.normal(size=(T, N, D))
+        net.blobs["y"].data[...] = rng.normal(size=(T, N, H))
+        net.blobs["cont"].data[...] = (rng.random((T, N)) > 0.3)
+
+    plain, planned = _compare(ns.to_proto(), plan_env, iters=3, feed=feed,
+                              min_batched=0)
+    _assert_same_diffs(plain, planned)
+    viewed = {planned.layer_names[u] for u in planned.plan.layout.viewed_slices}
+    assert {"l_W_xc_x_slice", "l_cont_slice"} <= viewed
+    whole = planned.blobs["l_W_xc_x"]
+    for t in range(1, T + 1):
+        part = planned.blobs[f"l_W_xc_x_t{t}"]
+        assert np.shares_memory(part.data, whole.data)
+        assert np.shares_memory(part.diff, whole.diff)
+    # The recurrent products' inputs (cont * h per step) are rows of one stack,
+    # so W_hc's gradient is one GEMM (a row chain over all steps).
+    net = planned
+    # (Step 1 reads the initial state, of another shape: not in the chain.)
+    assert [[net.layer_names[m] for m in c] for c in planned.plan.row_chains] == [
+        [f"l_transform_t{t}" for t in range(2, T + 1)]]
+    stack, row = planned.plan.data_rows[net.blob_names.index("l_h_conted_t2")]
+    for t in range(2, T + 1):
+        blob = planned.blobs[f"l_h_conted_t{t}"]
+        assert np.shares_memory(blob.data, stack[row + t - 2])
+
+
+def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
+    from recaffe.plan import kernels  # noqa: PLC0415
+
+    monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
+    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    _assert_same_diffs(plain, planned)
+
+
+def test_forward_only_net_allocates_no_diffs(plan_env):
+    """A TEST net without a loss: the plan runs no backward and creates no diff
+    arrays (they are lazy), neither stacked nor per blob; results as plain."""
+    param = _manual_net(5, 4, 3)
+    del param.layer[-1]  # the loss
+    plan_env(True)
+    caffe.set_random_seed(0)
+    planned = caffe.Net(param, caffe.TEST)
+    plan_env(False)
+    caffe.set_random_seed(0)
+    plain = caffe.Net(param, caffe.TEST)
+    for net, on in ((plain, False), (planned, True)):
+        plan_env(on)
+        _fill_inputs(net)
+        net.forward_prefilled()
+    assert planned.plan is not None and planned.plan.bwd == []
+    assert "batched InnerProduct" in planned.plan.describe()
+    assert not [n for n, b in planned.blobs.items() if b.has_diff]
+    for name in plain.blobs:
+        np.testing.assert_allclose(planned.blobs[name].data, plain.blobs[name].data,
+                                   rtol=1e-5, atol=1e-6, err_msg=name)

@@ -119,15 +119,24 @@ class LSTMLayer(RecurrentLayer):
         if self.buffer_fits(getattr(self, "_gx", None), (t, n, 4 * h), dtype):
             return
         self._gx = xp.zeros((t, n, 4 * h), dtype=dtype)    # W_xc x_t + b_c, then dG
-        self._acts = xp.zeros((t, n, 4 * h), dtype=dtype)  # i, f (with cont), o, g
-        self._hs = xp.zeros((t + 1, n, h), dtype=dtype)    # h_0 .. h_T
-        self._cs = xp.zeros((t + 1, n, h), dtype=dtype)    # c_0 .. c_T
-        self._tc = xp.zeros((t, n, h), dtype=dtype)        # tanh(c_t)
-        self._hc = xp.zeros((t, n, h), dtype=dtype)        # cont_t * h_{t-1}
         self._z = xp.zeros((n, 4 * h), dtype=dtype)
         self._zt = xp.zeros((4 * h, n), dtype=dtype)       # (W_hc h~)^T
-        self._dh = xp.zeros((n, h), dtype=dtype)
-        self._dc = xp.zeros((n, h), dtype=dtype)
+        self._kept = None  # the per-step arrays backward reads (allocated on use)
+        self._stale = False  # the last forward kept nothing for backward
+
+    def _kept_arrays(self):
+        """The per-step arrays a training forward keeps for backward."""
+        if self._kept is None:
+            xp, dtype = self.xp, self._gx.dtype
+            t, n, h = self.T, self.N, self.H
+            self._kept = True
+            self._acts = xp.zeros((t, n, 4 * h), dtype=dtype)  # i, f (with cont), o, g
+            self._hs = xp.zeros((t + 1, n, h), dtype=dtype)    # h_0 .. h_T
+            self._cs = xp.zeros((t + 1, n, h), dtype=dtype)    # c_0 .. c_T
+            self._tc = xp.zeros((t, n, h), dtype=dtype)        # tanh(c_t)
+            self._hc = xp.zeros((t, n, h), dtype=dtype)        # cont_t * h_{t-1}
+            self._dh = xp.zeros((n, h), dtype=dtype)
+            self._dc = xp.zeros((n, h), dtype=dtype)
 
     def _weights(self):
         b = [blob.data for blob in self.blobs]
@@ -136,11 +145,22 @@ class LSTMLayer(RecurrentLayer):
         return b[:2] + [None] + b[2:]
 
     def fused_forward(self, bottom, top, init):
+        if self.xp is np and getattr(self, "forward_only", False):
+            self._stale = True
+            return self._forward_cpu_only(bottom, top, init)
+        self._kept_arrays()
+        self._stale = False
         if self.xp is np:
             return self._forward_cpu(bottom, top, init)
         return self._forward_generic(bottom, top, init)
 
     def fused_backward(self, top, propagate_down, bottom):
+        self._kept_arrays()
+        if self._stale:
+            # The last forward kept nothing (forward-only): redo it with the
+            # per-step arrays, from the state that forward started from.
+            self._forward_cpu(bottom, top, [self._init_h, self._init_c])
+            self._stale = False
         if self.xp is np:
             self._backward_cpu(top, propagate_down, bottom)
         else:
@@ -193,6 +213,58 @@ class LSTMLayer(RecurrentLayer):
             if nxt:
                 np.multiply(hout[t], cont[t + 1][:, None], out=hc[t + 1])
         return [hout[t_ - 1], cs[t_]]
+
+    def _forward_cpu_only(self, bottom, top, init):
+        """Forward for a layer no backward pass reaches: the same arithmetic as
+        :meth:`_forward_cpu`, with one step's gates and states reused for every
+        step instead of T of each (nothing is kept for backward)."""
+        t_, n, h = self.T, self.N, self.H
+        w_xc, b_c, w_s, w_hc = self._weights()
+        gx, zt = self._gx, self._zt
+        step = getattr(self, "_step_bufs", None)
+        if step is None or step[0].shape != (n, 4 * h) or step[0].dtype != gx.dtype:
+            step = (np.empty((n, 4 * h), gx.dtype), np.empty((2, n, h), gx.dtype),
+                    np.empty((n, h), gx.dtype), np.empty((n, h), gx.dtype))
+            self._step_bufs = step
+        at, cs, tc, hc = step
+        gx2 = gx.reshape(t_ * n, 4 * h)
+        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
+        gx2 += b_c
+        if self.static_input:
+            gx += bottom[2].data.reshape(n, self.Ds) @ w_s.T
+        cont = bottom[1].data
+        hout = top[0].data
+        # Kept for a backward that nobody planned (it recomputes from these).
+        self._init_h, self._init_c = init[0].copy(), init[1].copy()
+        np.multiply(init[0], cont[0][:, None], out=hc)
+        cs[0] = init[1]
+        fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
+        for t in range(t_):
+            blas.matmul(w_hc, hc.T, out=zt)
+            c_prev, c = cs[t % 2], cs[(t + 1) % 2]
+            nxt = t + 1 < t_
+            if fast:
+                cpu_kernels.lstm_preact(zt, gx[t], at)
+                np.tanh(at, out=at)
+                cpu_kernels.lstm_cell(at, c_prev, cont[t], c)
+                np.tanh(c, out=tc)
+                tn = t + 1 if nxt else t
+                cpu_kernels.lstm_output(at, tc, cont[tn], hc, hout[t], nxt)
+                continue
+            np.add(zt.T, gx[t], out=at)
+            at[:, : 3 * h] *= 0.5
+            np.tanh(at, out=at)
+            at[:, : 3 * h] *= 0.5
+            at[:, : 3 * h] += 0.5
+            at[:, h: 2 * h] *= cont[t][:, None]
+            i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
+            np.multiply(f, c_prev, out=c)
+            c += i * g
+            np.tanh(c, out=tc)
+            np.multiply(o, tc, out=hout[t])
+            if nxt:
+                np.multiply(hout[t], cont[t + 1][:, None], out=hc)
+        return [hout[t_ - 1], cs[t_ % 2]]
 
     def _backward_cpu(self, top, propagate_down, bottom):
         t_, h = self.T, self.H

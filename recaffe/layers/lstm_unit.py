@@ -98,6 +98,10 @@ class LSTMUnitLayer(Layer):
         acts[:, h: 2 * h] *= cont[:, None]
         return acts
 
+    #: Scratch of forward-only units, shared by all of them (per shape, dtype):
+    #: nothing is kept for backward, so every step of an unrolled net reuses it.
+    _shared_scratch: dict = {}
+
     def _cpu_buffers(self, x, c_prev):
         """(acts (N, 4H), tanh(c) (N, H)) buffers for x's shape and dtype."""
         key = (x.shape, x.dtype)
@@ -106,6 +110,14 @@ class LSTMUnitLayer(Layer):
             buf = (key, self.xp.empty_like(x), self.xp.empty_like(c_prev))
             self._cpu_buf = buf
         return buf[1], buf[2]
+
+    def _scratch(self, x, c_prev):
+        key = (x.shape, x.dtype)
+        buf = self._shared_scratch.get(key)
+        if buf is None:
+            xp = self.xp
+            buf = self._shared_scratch[key] = (xp.empty_like(x), xp.empty_like(c_prev))
+        return buf
 
     def _cpu_backward(self, top, propagate_down, bottom):
         c_prev = bottom[0].data[0]
@@ -136,6 +148,12 @@ class LSTMUnitLayer(Layer):
             return
         self._saved = None
         if cpu_kernels.usable(xp, x, c_prev, cont, top[0].data, top[1].data):
+            if getattr(self, "forward_only", False):
+                # backward (if any) recomputes the activations
+                acts, tc = self._scratch(x, c_prev)
+                cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, top[0].data[0],
+                                              tc, top[1].data[0])
+                return
             acts, tc = self._cpu_buffers(x, c_prev)
             cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, top[0].data[0], tc,
                                           top[1].data[0])

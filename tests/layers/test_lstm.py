@@ -395,3 +395,53 @@ def test_shape_errors(impl):
 def test_allow_force_backward():
     layer, _, _ = _layer(lstm_text(), "fused", [ux(1, 1), np.zeros((1, 1))])
     assert [layer.allow_force_backward(i) for i in range(2)] == [True, False]
+
+
+class TestLSTMForwardOnly(TestLSTM):
+    """The battery with ``forward_only`` set (a layer no backward pass reaches):
+    the forward keeps one step's arrays; a backward still called recomputes."""
+
+    def build(self, case, dtype, seed=1701):
+        layer, bottom, top = super().build(case, dtype, seed)
+        layer.forward_only = True
+        return layer, bottom, top
+
+
+@pytest.mark.parametrize("kernels", ["1", "0"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_only_equals_training_forward(monkeypatch, kernels, dtype):
+    """Bit for bit, with the numba kernels and with the numpy fallback; nothing
+    per step is kept; the carried state advances the same."""
+    monkeypatch.setenv("RECAFFE_CPU_KERNELS", kernels)
+    x, cont = ux(6, 4), np.array([[0, 1, 1, 0]] + [[1, 1, 0, 1]] * 5, dtype=float)
+    outs = []
+    for fo in (False, True):
+        layer, bottom, top = _layer(lstm_text(), "fused", [x, cont], dtype)
+        layer.forward_only = fo
+        got = []
+        for _ in range(2):  # the second call starts from the carried state
+            layer.forward(bottom, top)
+            got.append(top[0].data.copy())
+        assert (layer._kept is None) == fo
+        outs.append(got)
+    for a, b in zip(*outs, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_test_phase_net_marks_layers_forward_only():
+    from recaffe.net import TEST  # noqa: PLC0415
+
+    text = ('layer { name: "in" type: "Input" top: "x" top: "cont" top: "y" '
+            'input_param { shape { dim: 3 dim: 2 dim: 4 } shape { dim: 3 dim: 2 } '
+            'shape { dim: 3 dim: 2 dim: 7 } } } '
+            f'layer {{ {lstm_text()} bottom: "x" bottom: "cont" top: "h" }} '
+            'layer { name: "loss" type: "EuclideanLoss" bottom: "h" bottom: "y" '
+            'top: "loss" include { phase: TRAIN } }')
+    from recaffe.io.prototxt import parse_prototxt  # noqa: PLC0415
+    from recaffe.proto import caffe_pb2  # noqa: PLC0415
+
+    param = parse_prototxt(text, caffe_pb2.NetParameter)
+    train, test = Net(param, TRAIN), Net(param, TEST)
+    assert [layer.forward_only for layer in train.layers_list] == [True, False, False]
+    assert [layer.forward_only for layer in test.layers_list] == [True, True]

@@ -147,3 +147,12 @@ def test_cpu_kernels_equal_numpy_path(monkeypatch, dtype, pd, forward_first):
     for x, y in zip(a, ref, strict=True):
         assert x.dtype == dtype
         np.testing.assert_array_equal(x, y)
+
+
+class TestLSTMUnitForwardOnly(TestLSTMUnit):
+    """Forward-only units share one scratch; a backward still called recomputes."""
+
+    def build(self, case, dtype, seed=1701):
+        layer, bottom, top = super().build(case, dtype, seed)
+        layer.forward_only = True
+        return layer, bottom, top

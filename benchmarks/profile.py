@@ -1,0 +1,123 @@
+"""Per-phase profile of the LSTM LM train step (the ``lstm`` suite's model).
+
+One worker per case. Before the net is built, the BLAS entry points
+(``np.dot``, ``np.matmul``, ``recaffe.backend.blas.matmul``/``matmul_acc``),
+the fused cell kernels (``recaffe.backend.cpu_kernels.lstm_*``) and
+``np.tanh`` are wrapped with timers (the plan's kernels bind them when the
+plan is built, so they are timed too). An iteration is then split into:
+
+- **GEMM**: time inside BLAS calls;
+- **element-wise**: the fused cell kernels and ``np.tanh``;
+- **other forward/backward**: the rest of ``forward`` + ``backward`` (Python
+  control flow, the per-step call overhead, small numpy operations, copies,
+  the softmax loss);
+- **solver**: ``apply_update`` (momentum SGD over the flat parameters) and
+  clearing the diffs.
+
+The timers add about 0.3 µs per wrapped call, which lands in the phase it
+wraps. Reported: medians over the timed iterations, in ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks.lstm import _data, lm_net
+from benchmarks.recaffe_util import feed, make_solver, set_plan
+
+PHASES = ("gemm", "elementwise", "other", "solver")
+
+
+class _Timed:
+    """Calls ``fn``, adding the time to ``acc[key]``; other attributes are
+    ``fn``'s (code that reads ``np.tanh.nin`` still works)."""
+
+    def __init__(self, fn, acc, key):
+        self._fn, self._acc, self._key = fn, acc, key
+
+    def __call__(self, *a, **k):
+        acc = self._acc
+        if acc["depth"]:  # inside another timed call (blas.matmul -> np.matmul)
+            return self._fn(*a, **k)
+        acc["depth"] = 1
+        t0 = time.perf_counter()
+        try:
+            return self._fn(*a, **k)
+        finally:
+            acc[self._key] += time.perf_counter() - t0
+            acc["depth"] = 0
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
+def _wrap(owner, name, acc, key):
+    setattr(owner, name, _Timed(getattr(owner, name), acc, key))
+
+
+def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
+    from recaffe.backend import blas, cpu_kernels  # noqa: PLC0415
+
+    acc = {"gemm": 0.0, "elementwise": 0.0, "depth": 0}
+    _wrap(np, "dot", acc, "gemm")
+    _wrap(np, "matmul", acc, "gemm")
+    _wrap(blas, "matmul", acc, "gemm")
+    _wrap(blas, "matmul_acc", acc, "gemm")
+    _wrap(np, "tanh", acc, "elementwise")
+    for name in ("lstm_preact", "lstm_cell", "lstm_output", "lstm_backward_step",
+                 "lstm_unit_forward", "lstm_unit_backward"):
+        _wrap(cpu_kernels, name, acc, "elementwise")
+    set_plan(True)
+    solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
+    x, cont, label = _data(T, N, V)
+    net = solver.net
+    feed(net, {"x": x, "cont": cont, "label": label})
+    rows = []
+    for it in range(iters + 2):
+        acc["gemm"] = acc["elementwise"] = 0.0
+        t0 = time.perf_counter()
+        net.clear_param_diffs()
+        net.forward_prefilled()
+        net.backward_all()
+        t1 = time.perf_counter()
+        solver.apply_update()
+        t2 = time.perf_counter()
+        if it >= 2:  # warm-up: plan build, kernel compilation
+            rows.append({"total": t2 - t0, "gemm": acc["gemm"],
+                         "elementwise": acc["elementwise"],
+                         "other": (t1 - t0) - acc["gemm"] - acc["elementwise"],
+                         "solver": t2 - t1})
+    return {k: statistics.median(r[k] for r in rows) for k in (*PHASES, "total")}
+
+
+CASES = [  # (label, T, N, V, H, layers, impl)
+    ("H=512 N=64, 1 layer, LSTM layer", 50, 64, 65, 512, 1, "layer"),
+    ("H=512 N=64, 1 layer, unroll-built", 50, 64, 65, 512, 1, "unroll"),
+    ("H=128 N=32, 1 layer, LSTM layer", 50, 32, 65, 128, 1, "layer"),
+    ("H=128 N=32, 1 layer, unroll-built", 50, 32, 65, 128, 1, "unroll"),
+]
+
+
+def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
+    from benchmarks.common import run_worker, table  # noqa: PLC0415
+
+    iters = 3 if quick else 7
+    rows, records = [], []
+    for label, T, N, V, H, layers, impl in CASES:
+        r = run_worker("profile", "profile_step",
+                       {"T": T, "N": N, "V": V, "H": H, "layers": layers,
+                        "impl": impl, "iters": iters}, threads)
+        records.append({"bench": "profile", "case": label, **r})
+        if "total" not in r:
+            rows.append([label, r.get("error", "-"), "", "", "", ""])
+            continue
+        tot = r["total"]
+        rows.append([label, f"{tot * 1e3:.1f}"] + [
+            f"{r[p] * 1e3:.1f} ({100 * r[p] / tot:.0f} %)" for p in PHASES])
+    text = ("Per-phase profile of one LSTM LM train step (V=65, T=50), median ms\n\n"
+            + table(["case", "total", "GEMM", "element-wise",
+                     "other fwd/bwd (Python, small ops)", "solver"], rows))
+    return text, records
