@@ -18,6 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe import graph_runner
+from recaffe.backend import is_gpu
 from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.blob import Blob
 from recaffe.device import ensure_device
@@ -411,10 +412,11 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if start == 0 and end == len(self.layers_list) - 1:
             plan = self._get_plan()
             if plan is not None:
-                loss = graph_runner.forward(self, plan)  # GPU: a CUDA graph
-                if loss is not None:
-                    self._plan_forwarded = True
-                    return loss
+                if is_gpu():  # a CUDA graph where possible
+                    loss = graph_runner.forward(self, plan)
+                    if loss is not None:
+                        self._plan_forwarded = True
+                        return loss
                 return self._forward_planned(plan)
         self._plain_ran()
         loss = 0.0
@@ -458,8 +460,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 if not self._plan_synced:
                     plan.sync()
                     self._plan_synced = True
-                if not graph_runner.backward(self, plan):  # GPU: a CUDA graph
-                    plan.backward()
+                if not (is_gpu() and graph_runner.backward(self, plan)):
+                    plan.backward()  # (on a GPU, a CUDA graph where possible)
                 return
             # The planned forward left time-batched layers with stacked state.
             for g in plan.groups:

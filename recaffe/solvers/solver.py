@@ -449,9 +449,10 @@ class Solver:
         ``vdot(g, g)`` per param: it is finite when every element is, and a
         non-finite result (possibly only an overflow) is confirmed element-wise;
         on a device, one sync for all params."""
-        flag = graph_runner.grads_finite(self)  # read with a graphed iteration's loss
-        if flag is not None:
-            return flag
+        if backend.is_gpu():
+            flag = graph_runner.grads_finite(self)  # read with a graphed loss
+            if flag is not None:
+                return flag
         diffs = [b.diff for b in self.net.learnable_params]
         if not diffs or type(diffs[0]) is not np.ndarray:
             return backend.all_finite(diffs)
@@ -519,7 +520,7 @@ class Solver:
         self.last_lr = rate
         if self._display_now:
             logger.info(f"Iteration {self.iter}, lr = {fmt(rate)}")
-        if not graph_runner.update(self, rate):  # GPU: the update as a CUDA graph
+        if not (backend.is_gpu() and graph_runner.update(self, rate)):  # a graph
             self.clip_gradients()
             self.update_params(rate)
         self.iter += 1
