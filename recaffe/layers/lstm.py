@@ -171,47 +171,65 @@ class LSTMLayer(RecurrentLayer):
     # weight as stored this is BLAS's fastest orientation at these shapes (about
     # 20 % over h~ W_hc^T at N=64, H=512). Adding the input projection transposes
     # it back into the step's (N, 4H) block.
-    def _forward_cpu(self, bottom, top, init):
+    def _project_inputs(self, bottom):
+        """``gx = x W_xc^T + b_c`` (+ the static input's term) for all steps."""
         t_, n, h = self.T, self.N, self.H
-        w_xc, b_c, w_s, w_hc = self._weights()
-        gx, acts, cs, tc, hc, zt = (self._gx, self._acts, self._cs, self._tc,
-                                    self._hc, self._zt)
+        w_xc, b_c, w_s, _w_hc = self._weights()
+        gx = self._gx
         gx2 = gx.reshape(t_ * n, 4 * h)
         blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
         gx2 += b_c
         if self.static_input:
             gx += bottom[2].data.reshape(n, self.Ds) @ w_s.T
+        return gx
+
+    @staticmethod
+    def _cell_step(zt, gx_t, at, c_prev, c, tc_t, cont, t, nxt, hc_next, hout_t,
+                   fast):
+        """One step from the recurrent product ``zt`` (4H x N): the gates into
+        ``at``, the cell ``c`` from ``c_prev``, ``tanh(c)`` into ``tc_t``, the
+        output into ``hout_t`` and, when ``nxt``, the next step's masked input
+        ``cont[t+1] * h`` into ``hc_next`` (any (N, H) array when not)."""
+        h = at.shape[1] // 4
+        if fast:
+            cpu_kernels.lstm_preact(zt, gx_t, at)
+            np.tanh(at, out=at)
+            cpu_kernels.lstm_cell(at, c_prev, cont[t], c)
+            np.tanh(c, out=tc_t)
+            tn = t + 1 if nxt else t
+            cpu_kernels.lstm_output(at, tc_t, cont[tn], hc_next, hout_t, nxt)
+            return
+        # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on the i, f, o chunks
+        np.add(zt.T, gx_t, out=at)
+        at[:, : 3 * h] *= 0.5
+        np.tanh(at, out=at)
+        at[:, : 3 * h] *= 0.5
+        at[:, : 3 * h] += 0.5
+        at[:, h: 2 * h] *= cont[t][:, None]
+        i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
+        np.multiply(f, c_prev, out=c)
+        c += i * g
+        np.tanh(c, out=tc_t)
+        np.multiply(o, tc_t, out=hout_t)
+        if nxt:
+            np.multiply(hout_t, cont[t + 1][:, None], out=hc_next)
+
+    def _forward_cpu(self, bottom, top, init):
+        t_ = self.T
+        w_hc = self._weights()[3]
+        acts, cs, tc, hc, zt = self._acts, self._cs, self._tc, self._hc, self._zt
+        gx = self._project_inputs(bottom)
         cont = bottom[1].data
         hout = top[0].data
         np.multiply(init[0], cont[0][:, None], out=hc[0])
         cs[0] = init[1]
         fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
+        step = self._cell_step
         for t in range(t_):
             blas.matmul(w_hc, hc[t].T, out=zt)
-            at, c = acts[t], cs[t + 1]
             nxt = t + 1 < t_
-            if fast:
-                cpu_kernels.lstm_preact(zt, gx[t], at)
-                np.tanh(at, out=at)
-                cpu_kernels.lstm_cell(at, cs[t], cont[t], c)
-                np.tanh(c, out=tc[t])
-                tn = t + 1 if nxt else t
-                cpu_kernels.lstm_output(at, tc[t], cont[tn], hc[tn], hout[t], nxt)
-                continue
-            # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on the i, f, o chunks
-            np.add(zt.T, gx[t], out=at)
-            at[:, : 3 * h] *= 0.5
-            np.tanh(at, out=at)
-            at[:, : 3 * h] *= 0.5
-            at[:, : 3 * h] += 0.5
-            at[:, h: 2 * h] *= cont[t][:, None]
-            i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
-            np.multiply(f, cs[t], out=c)
-            c += i * g
-            np.tanh(c, out=tc[t])
-            np.multiply(o, tc[t], out=hout[t])
-            if nxt:
-                np.multiply(hout[t], cont[t + 1][:, None], out=hc[t + 1])
+            step(zt, gx[t], acts[t], cs[t], cs[t + 1], tc[t], cont, t, nxt,
+                 hc[t + 1 if nxt else t], hout[t], fast)
         return [hout[t_ - 1], cs[t_]]
 
     def _forward_cpu_only(self, bottom, top, init):
@@ -219,19 +237,16 @@ class LSTMLayer(RecurrentLayer):
         :meth:`_forward_cpu`, with one step's gates and states reused for every
         step instead of T of each (nothing is kept for backward)."""
         t_, n, h = self.T, self.N, self.H
-        w_xc, b_c, w_s, w_hc = self._weights()
+        w_hc = self._weights()[3]
         gx, zt = self._gx, self._zt
-        step = getattr(self, "_step_bufs", None)
-        if step is None or step[0].shape != (n, 4 * h) or step[0].dtype != gx.dtype:
-            step = (np.empty((n, 4 * h), gx.dtype), np.empty((2, n, h), gx.dtype),
-                    np.empty((n, h), gx.dtype), np.empty((n, h), gx.dtype))
-            self._step_bufs = step
-        at, cs, tc, hc = step
-        gx2 = gx.reshape(t_ * n, 4 * h)
-        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
-        gx2 += b_c
-        if self.static_input:
-            gx += bottom[2].data.reshape(n, self.Ds) @ w_s.T
+        step_bufs = getattr(self, "_step_bufs", None)
+        if step_bufs is None or step_bufs[0].shape != (n, 4 * h) or \
+                step_bufs[0].dtype != gx.dtype:
+            step_bufs = (np.empty((n, 4 * h), gx.dtype), np.empty((2, n, h), gx.dtype),
+                         np.empty((n, h), gx.dtype), np.empty((n, h), gx.dtype))
+            self._step_bufs = step_bufs
+        at, cs, tc, hc = step_bufs
+        gx = self._project_inputs(bottom)
         cont = bottom[1].data
         hout = top[0].data
         # Kept for a backward that nobody planned (it recomputes from these).
@@ -239,31 +254,11 @@ class LSTMLayer(RecurrentLayer):
         np.multiply(init[0], cont[0][:, None], out=hc)
         cs[0] = init[1]
         fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
+        step = self._cell_step
         for t in range(t_):
             blas.matmul(w_hc, hc.T, out=zt)
-            c_prev, c = cs[t % 2], cs[(t + 1) % 2]
-            nxt = t + 1 < t_
-            if fast:
-                cpu_kernels.lstm_preact(zt, gx[t], at)
-                np.tanh(at, out=at)
-                cpu_kernels.lstm_cell(at, c_prev, cont[t], c)
-                np.tanh(c, out=tc)
-                tn = t + 1 if nxt else t
-                cpu_kernels.lstm_output(at, tc, cont[tn], hc, hout[t], nxt)
-                continue
-            np.add(zt.T, gx[t], out=at)
-            at[:, : 3 * h] *= 0.5
-            np.tanh(at, out=at)
-            at[:, : 3 * h] *= 0.5
-            at[:, : 3 * h] += 0.5
-            at[:, h: 2 * h] *= cont[t][:, None]
-            i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
-            np.multiply(f, c_prev, out=c)
-            c += i * g
-            np.tanh(c, out=tc)
-            np.multiply(o, tc, out=hout[t])
-            if nxt:
-                np.multiply(hout[t], cont[t + 1][:, None], out=hc)
+            step(zt, gx[t], at, cs[t % 2], cs[(t + 1) % 2], tc, cont, t, t + 1 < t_,
+                 hc, hout[t], fast)
         return [hout[t_ - 1], cs[t_ % 2]]
 
     def _backward_cpu(self, top, propagate_down, bottom):
