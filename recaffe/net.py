@@ -261,6 +261,13 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                            "before_backward": [], "after_backward": []}
         self._cache = {}
         self.plan = None
+        #: Optional per-step callbacks run during a whole backward pass (data
+        #: parallelism starts gradient reductions from them): an object with
+        #: ``plan_table(plan)`` (one callable or None per step of ``plan.bwd``)
+        #: and ``layer_table(net)`` (one per layer, run after that layer's
+        #: backward). Unlike the ``after_backward`` callbacks it keeps the
+        #: execution plan; None (the default) costs nothing.
+        self.backward_hooks = None
         self._plan_synced = True
         self._plan_forwarded = False
 
@@ -469,6 +476,9 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                     self.layers_list[m].reshape(self.bottom_vecs[m], self.top_vecs[m])
         self._plain_ran()
         cbs = self._callbacks
+        hooks = self.backward_hooks
+        table = (hooks.layer_table(self) if hooks is not None
+                 and start == len(self.layers_list) - 1 and end == 0 else None)
         for i in range(start, end - 1, -1):
             for f in cbs["before_backward"]:
                 host_call(f)(i)
@@ -480,6 +490,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                     self._backward_debug_info(i)
             for f in cbs["after_backward"]:
                 host_call(f)(i)
+            if table is not None and table[i] is not None:
+                table[i]()
         if self.debug_info and end == 0:
             self._update_debug_info()
 

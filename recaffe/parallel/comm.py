@@ -5,7 +5,9 @@ data-parallel training needs, all in place on one contiguous array:
 
 - ``allreduce(arr)``: element-wise sum over the ranks;
 - ``iallreduce(arr)``: the same, started now and finished by ``.wait()``
-  (so the next bucket can be packed while this one travels);
+  (so the next bucket can be packed while this one travels); ``.test()``
+  says whether it has finished without blocking, and drives its progress
+  (Open MPI advances non-blocking collectives only inside MPI calls);
 - ``bcast(arr, root)``: rank ``root``'s values everywhere;
 - ``allgather_bytes(b)``: every rank's byte string (start-up checks);
 - ``abort(code)``: stop every rank of the job.
@@ -91,15 +93,23 @@ def _backoff_wait(done, deadline: float, on_timeout, spin: float = 2e-3) -> None
 
 
 class Request:
-    """A started collective; :meth:`wait` finishes it."""
+    """A started collective; :meth:`wait` finishes it, :meth:`test` polls it."""
 
     def wait(self) -> None:
+        raise NotImplementedError
+
+    def test(self) -> bool:
+        """Whether the transfer has finished (never blocks; :meth:`wait` must
+        still be called to finish the request)."""
         raise NotImplementedError
 
 
 class _Done(Request):
     def wait(self) -> None:
         pass
+
+    def test(self) -> bool:
+        return True
 
 
 class Communicator:
@@ -158,6 +168,9 @@ class _MPIRequest(Request):
                       lambda: c._timed_out("an allreduce"))
         if self.target is not None:  # device array staged through the host
             self.target[...] = _to_like(self.host, self.target)
+
+    def test(self) -> bool:
+        return bool(self.req.Test())
 
 
 def _to_like(host: np.ndarray, like):
@@ -267,6 +280,9 @@ class _NCCLRequest(Request):
                       time.monotonic() + c.timeout, c._nccl_timed_out)
         if self.host is not None:  # host array staged to the device
             c.device.to_host(self.staged, self.host)
+
+    def test(self) -> bool:
+        return bool(self.comm.device.done(self.event))
 
 
 class NCCLComm(Communicator):

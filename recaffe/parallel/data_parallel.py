@@ -14,6 +14,9 @@ The solver calls it at these places, and only there:
 - when it attaches and in ``restore`` (which rank 0 alone reads): rank 0's
   weights, solver history, ``iter`` and the lr policy's step are broadcast
   (call :meth:`DataParallel.bcast` after changing weights by hand);
+- before the (last) backward pass of an iteration: hooks that start each
+  gradient bucket's allreduce as soon as the backward pass has finished its
+  parameters (not with one rank, nor with ``RECAFFE_DIST_OVERLAP=0``);
 - between backward and update: the diffs (and the loss, and signal requests)
   are averaged over the ranks by a :class:`~recaffe.parallel.reducer.GradientReducer`,
   so clipping, normalisation, regularisation and the update rule see the
@@ -36,7 +39,7 @@ from recaffe import backend
 from recaffe.errors import DistributedError
 from recaffe.log import logger
 from recaffe.parallel.context import Context, get_context
-from recaffe.parallel.reducer import GradientReducer
+from recaffe.parallel.reducer import BackwardOverlap, GradientReducer, overlap_enabled
 from recaffe.proto import caffe_pb2
 
 __all__ = ["DataParallel", "setup_digests"]
@@ -80,6 +83,9 @@ class DataParallel:
         self.reducer = GradientReducer(solver.net.learnable_params, ctx.comm,
                                        bucket_mb)
         self.reducer.layout()
+        #: Backward hooks starting buckets early (None: all start after backward).
+        self.overlap = (BackwardOverlap(solver.net, self.reducer)
+                        if self.size > 1 and overlap_enabled() else None)
         self._agreed = "none"
         self.check_same_setup()
         self.bcast()
@@ -89,7 +95,8 @@ class DataParallel:
         logger.info(f"Data-parallel training on {self.size} rank(s) over "
                     f"{self.comm.name}: {nbytes / 2**20:.2f} MiB of gradients per "
                     f"iteration in {len(self.reducer.buckets)} "
-                    "bucket(s)")
+                    "bucket(s)" + (", started during backward"
+                                   if self.overlap is not None else ""))
 
     @property
     def is_root(self) -> bool:
@@ -145,8 +152,15 @@ class DataParallel:
         solver.iter, solver.current_step = int(state[0]), int(state[1])
 
     # -- solver hooks ---------------------------------------------------------------
+    def before_backward(self) -> None:
+        """Called before the iteration's last backward pass (not before a
+        CUDA-graph iteration): let it start the buckets it finishes."""
+        if self.overlap is not None:
+            self.solver.net.backward_hooks = self.overlap
+
     def after_backward(self, loss: float) -> float:
         """Average diffs and loss; agree on signal actions. Returns the mean loss."""
+        self.solver.net.backward_hooks = None
         local = self.solver._local_action()
         mean, n_snap, n_stop = self.reducer.reduce(
             loss, snapshot=local == "snapshot", stop=local == "stop")

@@ -86,8 +86,17 @@ class ExecutionPlan:
         return self.loss, -1
 
     def backward(self) -> None:
-        for f, t, pd, b in self.bwd:
+        hooks = self.net.backward_hooks
+        if hooks is None:
+            for f, t, pd, b in self.bwd:
+                f(t, pd, b)
+            return
+        # One entry per backward step: None, or a callable run after the step.
+        table = hooks.plan_table(self)
+        for (f, t, pd, b), h in zip(self.bwd, table, strict=True):
             f(t, pd, b)
+            if h is not None:
+                h()
 
     def executed_layers(self, upto: int) -> set[int]:
         """Layer indices run by steps 0..upto (inclusive)."""

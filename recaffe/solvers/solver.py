@@ -356,11 +356,15 @@ class Solver:
                 loss = graph_runner.train_iteration(self)
             elif iter_size == 1:
                 loss = net.forward_prefilled()
+                if reducer is not None:  # reductions may start during backward
+                    reducer.before_backward()
                 net.backward_all()
             else:
                 loss = 0.0
-                for _ in range(iter_size):
+                for k in range(iter_size):
                     loss += net.forward_prefilled()
+                    if reducer is not None and k == iter_size - 1:
+                        reducer.before_backward()  # only the last one finishes
                     net.backward_all()
                 loss /= iter_size
             if reducer is not None:  # data-parallel: average over the ranks

@@ -143,6 +143,22 @@ def test_nccl_allreduce_and_bcast_of_host_and_device_arrays():
         np.testing.assert_array_equal(b, [2, 2, 2])
 
 
+def test_nccl_request_test_polls_without_blocking():
+    def body(comm):
+        a = DeviceArray(np.full(3, comm.rank + 1.0, dtype=np.float32))
+        req = comm.iallreduce(a)
+        done = req.test()
+        req.wait()
+        return done, np.asarray(a)
+
+    out, errors = run_ranks(2, body)
+    assert not errors
+    for done, a in out:
+        assert done is True  # the stand-in's stream has finished
+        np.testing.assert_array_equal(a, [3.0, 3.0, 3.0])
+    assert SelfComm().iallreduce(np.zeros(1)).test() is True
+
+
 def test_nccl_allgather_bytes_of_different_lengths():
     out, errors = run_ranks(3, lambda c: c.allgather_bytes(b"r" * (c.rank + 1)))
     assert not errors
@@ -164,7 +180,9 @@ def test_nccl_collective_that_never_completes_times_out_and_aborts():
 
     def body(comm):
         comm.device = NeverDone()
-        comm.iallreduce(DeviceArray(np.zeros(2, np.float32))).wait()
+        req = comm.iallreduce(DeviceArray(np.zeros(2, np.float32)))
+        assert req.test() is False  # polling never blocks
+        req.wait()
 
     nccl.barrier = threading.Barrier(2, timeout=20)
     t0 = time.monotonic()
