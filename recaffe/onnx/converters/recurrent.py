@@ -98,15 +98,23 @@ def _lstm_cell(g, a: str, c_prev: str, cont: str, h: int, axis: int):
     return c, h_new
 
 
+def _inputs_and_recurrent_weight(g, v, x_name: str, b_name: str, h_name: str):
+    """(per-step input projections, per-step cont, transposed recurrent weight)
+    of a Caffe recurrent layer, from its named parameters (``<x_name>_static``
+    is the static input's weight)."""
+    p = _params(g, v)
+    wx = g.param_view(v, p[x_name], transpose=True)
+    ws = (g.param_view(v, p[x_name + "_static"], transpose=True)
+          if v.layer.static_input else None)
+    wh = g.param_view(v, p[h_name], transpose=True)
+    projs, conts = _steps(g, v, wx, g.param(v, p[b_name]), ws)
+    return projs, conts, wh
+
+
 @converter("LSTM")
 def lstm(g, v):
     layer = v.layer
-    p = _params(g, v)
-    wx = g.param_view(v, p["W_xc"], transpose=True)
-    ws = (g.param_view(v, p["W_xc_static"], transpose=True) if layer.static_input
-          else None)
-    wh = g.param_view(v, p["W_hc"], transpose=True)
-    projs, conts = _steps(g, v, wx, g.param(v, p["b_c"]), ws)
+    projs, conts, wh = _inputs_and_recurrent_weight(g, v, "W_xc", "b_c", "W_hc")
     h, c = _initial_states(g, v, ("h", "c"))
     hs = []
     for proj, cont in zip(projs, conts, strict=True):
@@ -119,13 +127,7 @@ def lstm(g, v):
 
 @converter("RNN")
 def rnn(g, v):
-    layer = v.layer
-    p = _params(g, v)
-    wx = g.param_view(v, p["W_xh"], transpose=True)
-    ws = (g.param_view(v, p["W_xh_static"], transpose=True) if layer.static_input
-          else None)
-    wh = g.param_view(v, p["W_hh"], transpose=True)
-    projs, conts = _steps(g, v, wx, g.param(v, p["b_h"]), ws)
+    projs, conts, wh = _inputs_and_recurrent_weight(g, v, "W_xh", "b_h", "W_hh")
     (h,) = _initial_states(g, v, ("h",))
     hs = []
     for proj, cont in zip(projs, conts, strict=True):
@@ -134,6 +136,7 @@ def rnn(g, v):
         hs.append(h)
     # o_t = tanh(W_ho h_t + b_o), for all steps at once.
     hcat = _stack(g, hs)
+    p = _params(g, v)
     wo = g.param_view(v, p["W_ho"], transpose=True)
     o = g.node("Add", [g.node("MatMul", [hcat, wo]), g.param(v, p["b_o"])])
     g.node("Tanh", [o], v.tops[0])
