@@ -19,6 +19,7 @@ from recaffe.solvers.nesterov import NesterovSolver
 from recaffe.solvers.rmsprop import RMSPropSolver
 from recaffe.solvers.sgd import SGDSolver
 from recaffe.solvers.solver import Solver, load_solver_param
+from recaffe.solvers.validate import validate_solver_param
 
 __all__ = [
     "POLICIES",
@@ -50,12 +51,15 @@ def get_solver(solver: str | os.PathLike | caffe_pb2.SolverParameter) -> Solver:
         SolverError: the ``type`` is not a known solver.
     """
     param = load_solver_param(solver, validate=False)
+    path = None if isinstance(solver, caffe_pb2.SolverParameter) else \
+        os.fspath(solver)
     cls = SOLVER_TYPES.get(param.type)
     if cls is None:
-        where = f"{os.fspath(solver)}: " if not isinstance(
-            solver, caffe_pb2.SolverParameter) else ""
+        where = f"{path}: " if path is not None else ""
         raise SolverError(
             f"{where}unknown solver type '{param.type}'; known types: "
             f"{', '.join(SOLVER_TYPES)}"
         )
-    return cls(solver)
+    if path is not None:  # the type first, then the fields, naming the file
+        validate_solver_param(param, path)
+    return cls(param)
