@@ -206,7 +206,6 @@ class NetGraphs(_Graphs):
 
     def __init__(self, net):
         super().__init__()
-        self.net_ref = weakref.ref(net)
         self.what = f"net '{net.name}'"
         self.grads_finite: bool | None = None
         self._sources: list[int] | None = None

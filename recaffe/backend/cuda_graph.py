@@ -118,14 +118,12 @@ class DeviceGraph:
         self.out_sizes = out_sizes
         self.rechecks = rechecks
         self._readback = readback
-        self.launches = 0
         #: bytes allocated during the capture (kept alive with the graph)
         self.kept_bytes = 0
 
     def launch(self) -> None:
         """Replay on the current stream (ordered with the eager work there)."""
         self.graph.launch()
-        self.launches += 1
 
     def readback(self) -> list:
         """The host values of the arrays the captured function returned (flat

@@ -82,7 +82,6 @@ class GradientReducer:
         self.last_seconds = 0.0
         #: Sum of :attr:`last_seconds` over all reductions.
         self.total_seconds = 0.0
-        self.calls = 0
         #: Buckets started during the backward pass in the last :meth:`reduce`.
         self.early = 0
         #: Bumped each time :meth:`layout` rebuilds the buckets.
@@ -167,7 +166,6 @@ class GradientReducer:
         extra = backend.to_host(buf[n:]) * size
         self.last_seconds = time.perf_counter() - t0
         self.total_seconds += self.last_seconds
-        self.calls += 1
         return float(extra[0]) / size, round(float(extra[1])), round(float(extra[2]))
 
 
