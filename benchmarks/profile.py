@@ -2,12 +2,17 @@
 
 One worker per case. Before the net is built, the BLAS entry points
 (``np.dot``, ``np.matmul``, ``recaffe.backend.blas.matmul``/``matmul_acc``),
-the fused cell kernels (``recaffe.backend.cpu_kernels.lstm_*``) and
-``np.tanh`` are wrapped with timers (the plan's kernels bind them when the
-plan is built, so they are timed too). An iteration is then split into:
+the cell kernels (``recaffe.backend.cpu_kernels.lstm_*``), the LSTM layer's
+compiled whole-sequence loops and ``np.tanh`` are wrapped with timers (the
+plan's kernels bind them when the plan is built, so they are timed too). The
+compiled loops call BLAS from inside; their GEMMs are timed afterwards by
+making the same calls alone (``np.matmul`` on the layer's own arrays), and
+the rest of the loops' time counts as element-wise. An iteration is then
+split into:
 
 - **GEMM**: time inside BLAS calls;
-- **element-wise**: the fused cell kernels and ``np.tanh``;
+- **element-wise**: the cell kernels, ``np.tanh``, the compiled loops less
+  their GEMMs;
 - **other forward/backward**: the rest of ``forward`` + ``backward`` (Python
   control flow, the per-step call overhead, small numpy operations, copies,
   the softmax loss);
@@ -61,15 +66,17 @@ def _wrap(owner, name, acc, key):
 def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
     from recaffe.backend import blas, cpu_kernels  # noqa: PLC0415
 
-    acc = {"gemm": 0.0, "elementwise": 0.0, "depth": 0}
+    acc = {"gemm": 0.0, "elementwise": 0.0, "loops": 0.0, "depth": 0}
     _wrap(np, "dot", acc, "gemm")
     _wrap(np, "matmul", acc, "gemm")
     _wrap(blas, "matmul", acc, "gemm")
     _wrap(blas, "matmul_acc", acc, "gemm")
     _wrap(np, "tanh", acc, "elementwise")
-    for name in ("lstm_preact", "lstm_cell", "lstm_output", "lstm_backward_step",
-                 "lstm_unit_forward", "lstm_unit_backward"):
+    for name in ("lstm_forward_step", "lstm_backward_step_t", "lstm_cell",
+                 "lstm_output", "lstm_unit_forward", "lstm_unit_backward"):
         _wrap(cpu_kernels, name, acc, "elementwise")
+    for name in ("lstm_seq_forward", "lstm_seq_backward"):
+        _wrap(cpu_kernels, name, acc, "loops")
     set_plan(True)
     solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
     x, cont, label = _data(T, N, V)
@@ -77,7 +84,7 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
     feed(net, {"x": x, "cont": cont, "label": label})
     rows = []
     for it in range(iters + 2):
-        acc["gemm"] = acc["elementwise"] = 0.0
+        acc["gemm"] = acc["elementwise"] = acc["loops"] = 0.0
         t0 = time.perf_counter()
         net.clear_param_diffs()
         net.forward_prefilled()
@@ -87,10 +94,39 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
         t2 = time.perf_counter()
         if it >= 2:  # warm-up: plan build, kernel compilation
             rows.append({"total": t2 - t0, "gemm": acc["gemm"],
-                         "elementwise": acc["elementwise"],
-                         "other": (t1 - t0) - acc["gemm"] - acc["elementwise"],
+                         "elementwise": acc["elementwise"], "loops": acc["loops"],
+                         "other": (t1 - t0) - acc["gemm"] - acc["elementwise"]
+                         - acc["loops"],
                          "solver": t2 - t1})
+    loop_gemm = _loop_gemms(net) if any(r["loops"] for r in rows) else 0.0
+    for r in rows:
+        r["gemm"] += loop_gemm
+        r["elementwise"] += r["loops"] - loop_gemm
     return {k: statistics.median(r[k] for r in rows) for k in (*PHASES, "total")}
+
+
+def _loop_gemms(net, reps: int = 5) -> float:
+    """Seconds the compiled loops of ``net``'s LSTM layers spend in BLAS per
+    iteration: their recurrent products, made alone on the layers' arrays
+    (forward ``W_hc h~_t^T`` into the gate block, backward ``W_hc^T dG_t``),
+    median of ``reps``."""
+    calls = []
+    for layer in net.layers:
+        if layer.type != "LSTM" or getattr(layer, "_kept", None) is None:
+            continue
+        w = layer.blobs[-1].data
+        acts, hc, dg, dht = layer._acts, layer._hc, layer._gx, layer._dht
+        for t in range(layer.T):
+            calls.append((w, hc[t].T, acts[t]))
+            if t:
+                calls.append((w.T, dg[:, t], dht))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for a, b, out in calls:
+            np.matmul(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 CASES = [  # (label, T, N, V, H, layers, impl)

@@ -60,29 +60,80 @@ LSTM_CASES = [
      [True, False, False, False]),
     # saturated gates: large inputs must not overflow
     (4, [rng.uniform(-60, 60, (3, 2, 3)), np.ones((3, 2))], "", None),
+    # one stream: GEMV instead of GEMM, the flat-row forward kernel
+    (19, [rng.uniform(-2, 2, (5, 1, 3)), _cont(5, 1)], "", None),
+    # more rows than one tile of the (H, N) -> (N, H) transposition
+    (70, [rng.uniform(-1, 1, (3, 17, 4)), _cont(3, 17, (0.0, 0.5, 1.0))], "", None),
 ]
+
+
+def _lstm_paths(monkeypatch, case, dtype):
+    """Outputs of the compiled whole-sequence loops, the per-step kernels and
+    the numpy path, in that order; the whole-sequence loops must have run."""
+    h, bottoms, extra, pd = LSTM_CASES[case]
+    calls = []
+    for name in ("lstm_seq_forward", "lstm_seq_backward"):
+        def counted(*a, _fn=getattr(cpu_kernels, name), _n=name):  # noqa: B008
+            calls.append(_n)
+            return _fn(*a)
+
+        monkeypatch.setattr(cpu_kernels, name, counted)
+    seq = _run(monkeypatch, True, "LSTM", h, bottoms, dtype, extra, pd)
+    assert "lstm_seq_backward" in calls
+    assert ("lstm_seq_forward" in calls) == (dtype == np.float32)
+    monkeypatch.setattr(cpu_kernels, "sequence_blas", lambda *a: None)
+    step = _run(monkeypatch, True, "LSTM", h, bottoms, dtype, extra, pd)
+    numpy = _run(monkeypatch, False, "LSTM", h, bottoms, dtype, extra, pd)
+    return seq, step, numpy
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", range(len(LSTM_CASES)))
 def test_lstm_kernels_match_numpy_path(monkeypatch, dtype, case):
-    h, bottoms, extra, pd = LSTM_CASES[case]
-    a = _run(monkeypatch, True, "LSTM", h, bottoms, dtype, extra, pd)
-    b = _run(monkeypatch, False, "LSTM", h, bottoms, dtype, extra, pd)
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
+    """The compiled whole-sequence loops and the per-step kernels give the
+    same bits (same operations and order, numpy.matmul's BLAS calls made from
+    the compiled loop); the numpy path too in float64, and within the
+    float32 tanh's few ulp in float32."""
+    seq, step, numpy = _lstm_paths(monkeypatch, case, dtype)
+    assert len(seq) == len(step) == len(numpy)
+    for x, y, z in zip(seq, step, numpy, strict=True):
         assert np.all(np.isfinite(x))
-        np.testing.assert_allclose(x, y, **TOL[dtype])
+        np.testing.assert_array_equal(x, y)
+        if dtype == np.float64:
+            np.testing.assert_array_equal(x, z)
+        else:
+            np.testing.assert_allclose(x, z, rtol=1e-5, atol=5e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_lstm_parallel_kernels_match_numpy_path(monkeypatch, dtype):
+def test_parallel_kernels_match_numpy_path(monkeypatch, dtype):
     monkeypatch.setattr(cpu_kernels, "PARALLEL_MIN", 0)
     bottoms = [rng.uniform(-1, 1, (3, 5, 4)), _cont(3, 5)]
-    a = _run(monkeypatch, True, "LSTM", 9, bottoms, dtype)
-    b = _run(monkeypatch, False, "LSTM", 9, bottoms, dtype)
+    a = _run(monkeypatch, True, "RNN", 9, bottoms, dtype)
+    b = _run(monkeypatch, False, "RNN", 9, bottoms, dtype)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, **TOL[dtype])
+
+
+def test_lstm_reference_values(monkeypatch):
+    """float32 (tanh32) against float64 (np.tanh) on the same inputs."""
+    h, bottoms, extra, pd = LSTM_CASES[0]
+    a = _run(monkeypatch, True, "LSTM", h, bottoms, np.float32, extra, pd)
+    b = _run(monkeypatch, True, "LSTM", h, bottoms, np.float64, extra, pd)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+
+
+def test_other_blas_runs_the_per_step_loop(monkeypatch):
+    """With another BLAS selected the loop stays in Python (its GEMMs go
+    through blas.matmul); the compiled whole-sequence loops are not called."""
+    from recaffe.backend import blas
+
+    monkeypatch.setitem(blas._state, "lib", object())
+    assert cpu_kernels.sequence_blas(np.zeros((2, 2), np.float32)) is None
+    monkeypatch.setitem(blas._state, "lib", None)
+    assert cpu_kernels.sequence_blas(np.zeros((2, 2), np.float32)) is not None
+    assert cpu_kernels.sequence_blas(np.zeros((2, 2), np.float32).T) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -99,26 +150,60 @@ def test_rnn_kernels_match_numpy_path(monkeypatch, dtype, static):
         np.testing.assert_allclose(x, y, **TOL[dtype])
 
 
+@pytest.mark.parametrize("n", [1, 3])
+@pytest.mark.parametrize("has_next", [False, True])
+def test_lstm_forward_step_formula(n, has_next):
+    h, t_, t = 70, 3, 1
+    r = np.random.default_rng(4)
+    f32 = np.float32
+    z = r.uniform(-3, 3, (4 * h, n)).astype(f32)
+    gx = r.uniform(-3, 3, (4 * h, t_, n)).astype(f32)
+    c_prev = r.uniform(-1, 1, (h, n)).astype(f32)
+    cont_t, cont_n = (np.array([1, 0, 0.5][:n], dtype=f32) for _ in range(2))
+    at = z.copy()
+    c, tc, ht = (np.empty((h, n), f32) for _ in range(3))
+    hout, hc = np.empty((n, h), f32), np.full((n, h), 7, f32)
+    cpu_kernels.lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout, hc, cont_t,
+                                  cont_n, has_next)
+    a = (z + gx[:, t]).astype(np.float64)
+    sig = 1 / (1 + np.exp(-a[: 3 * h]))
+    i, f, o = sig[:h], sig[h: 2 * h] * cont_t, sig[2 * h:]
+    g = np.tanh(a[3 * h:])
+    tol = dict(rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(at, np.concatenate([i, f, o, g]), **tol)
+    np.testing.assert_allclose(c, f * c_prev + i * g, **tol)
+    np.testing.assert_allclose(tc, np.tanh(c.astype(np.float64)), **tol)
+    np.testing.assert_allclose(hout, (o * tc).T, **tol)
+    if has_next:
+        np.testing.assert_array_equal(hc, hout * cont_n[:, None])
+    else:
+        assert np.all(hc == 7)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("has_next", [False, True])
 def test_lstm_backward_step_formula(dtype, has_next):
-    n, h = 3, 4
+    n, h, t_, t = 3, 70, 4, 2
     r = np.random.default_rng(1)
-    acts = r.uniform(0.05, 0.95, (n, 4 * h)).astype(dtype)
-    acts[:, 3 * h:] = r.uniform(-0.9, 0.9, (n, h))
-    c_prev, tc, dtop, dh = (r.uniform(-1, 1, (n, h)).astype(dtype) for _ in range(4))
+    acts = r.uniform(0.05, 0.95, (4 * h, n)).astype(dtype)
+    acts[3 * h:] = r.uniform(-0.9, 0.9, (h, n))
+    c_prev, tc, dht = (r.uniform(-1, 1, (h, n)).astype(dtype) for _ in range(3))
+    dtop = r.uniform(-1, 1, (n, h)).astype(dtype)
     cont = np.array([1, 0, 0.5], dtype=dtype)
-    dc = r.uniform(-1, 1, (n, h)).astype(dtype)
+    dc = r.uniform(-1, 1, (h, n)).astype(dtype)
     dc0 = dc.copy()
-    dg = np.empty((n, 4 * h), dtype)
-    cpu_kernels.lstm_backward_step(acts, c_prev, tc, dtop, dh, cont, has_next, dg, dc)
-    i, f, o, g = (acts[:, k * h:(k + 1) * h] for k in range(4))
-    d_h = dtop + dh * cont[:, None] if has_next else dtop
+    dg = np.full((4 * h, t_, n), 9, dtype)
+    cpu_kernels.lstm_backward_step_t(acts, c_prev, tc, dtop, dht, cont, has_next, dg, t,
+                                     dc, np.empty((h, n), dtype))
+    i, f, o, g = (acts[k * h:(k + 1) * h] for k in range(4))
+    d_h = dtop.T + dht * cont if has_next else dtop.T
     dcv = dc0 + d_h * o * (1 - tc * tc)
     want = np.concatenate([dcv * g * i * (1 - i), dcv * c_prev * f * (1 - f),
-                           d_h * tc * o * (1 - o), dcv * i * (1 - g * g)], axis=1)
-    np.testing.assert_allclose(dg, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
-    np.testing.assert_allclose(dc, dcv * f, rtol=1e-5 if dtype == np.float32 else 1e-12)
+                           d_h * tc * o * (1 - o), dcv * i * (1 - g * g)])
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dg[:, t], want, rtol=rtol)
+    np.testing.assert_allclose(dc, dcv * f, rtol=rtol)
+    assert np.all(np.delete(dg, t, axis=1) == 9)  # other steps untouched
 
 
 def test_enabled_switches(monkeypatch):

@@ -339,3 +339,60 @@ def matmul_acc(a, b, out) -> None:
 # RECAFFE_BLAS=<name or path> selects the library for a whole program.
 if os.environ.get("RECAFFE_BLAS", "numpy").strip().lower() not in ("", "numpy"):
     set_blas(os.environ["RECAFFE_BLAS"])
+
+
+# -- numpy's own CBLAS, callable from compiled loops ----------------------------------
+_np_cblas: dict[str, Any] = {"checked": False, "fns": {}}
+_CBLAS_NAMES = (  # (symbol prefix, suffix, integer type), numpy 2 wheels first
+    ("scipy_cblas_", "64_", ctypes.c_int64), ("scipy_cblas_", "", ctypes.c_int),
+    ("cblas_", "64_", ctypes.c_int64))
+
+
+def _numpy_openblas_path() -> str | None:
+    """The OpenBLAS shared library bundled with numpy's wheel, if any."""
+    root = os.path.dirname(os.path.dirname(np.__file__))
+    for pat in ("numpy.libs/lib*openblas*.so*", "numpy/.dylibs/lib*openblas*.dylib"):
+        hits = sorted(glob.glob(os.path.join(root, pat)))
+        if hits:
+            return hits[0]
+    return None
+
+
+def numpy_cblas(dtype) -> tuple | None:
+    """``(gemm, gemv)``: ctypes functions of numpy's own OpenBLAS for
+    ``dtype`` (float32 or float64), for compiled loops to call with raw
+    pointers (row-major CBLAS; ``gemm(order, ta, tb, m, n, k, alpha, a, lda,
+    b, ldb, beta, c, ldc)``, ``gemv(order, t, m, n, alpha, a, lda, x, incx,
+    beta, y, incy)``). Calls match what ``numpy.matmul`` makes, so results
+    are the same bits. None when numpy's BLAS is not a bundled OpenBLAS, or
+    while :func:`set_blas` routes the layers' GEMMs elsewhere."""
+    if _state["lib"] is not None or _state["device_gemm"] is not None:
+        return None
+    if not _np_cblas["checked"]:
+        _np_cblas["checked"] = True
+        path = _numpy_openblas_path()
+        lib = None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                lib = ctypes.CDLL(path)
+        for prefix, suffix, ity in _CBLAS_NAMES if lib is not None else ():
+            fns = {}
+            for letter, fty in (("s", ctypes.c_float), ("d", ctypes.c_double)):
+                try:
+                    gemm = getattr(lib, f"{prefix}{letter}gemm{suffix}")
+                    gemv = getattr(lib, f"{prefix}{letter}gemv{suffix}")
+                except AttributeError:
+                    break
+                e, p = ctypes.c_int, ctypes.c_void_p
+                gemm_t = ctypes.CFUNCTYPE(None, e, e, e, ity, ity, ity, fty, p, ity,
+                                          p, ity, fty, p, ity)
+                gemv_t = ctypes.CFUNCTYPE(None, e, e, ity, ity, fty, p, ity, p, ity,
+                                          fty, p, ity)
+                fns[np.dtype(fty).type] = (
+                    gemm_t(ctypes.cast(gemm, ctypes.c_void_p).value),
+                    gemv_t(ctypes.cast(gemv, ctypes.c_void_p).value))
+            if len(fns) == 2:
+                _np_cblas["fns"] = {np.dtype(np.float32): fns[np.float32],
+                                    np.dtype(np.float64): fns[np.float64]}
+                break
+    return _np_cblas["fns"].get(np.dtype(dtype))

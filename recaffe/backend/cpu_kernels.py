@@ -1,44 +1,45 @@
-"""Fused CPU kernels (numba, optional) for the recurrent cells' element-wise math.
+"""Compiled CPU kernels (numba, optional) for the recurrent layers.
 
-Written with numpy ufuncs, one LSTM step is about a dozen passes over (N, H)
-arrays plus as many temporaries; the recurrent GEMMs leave little else to
-gain, so those passes are what the CPU path pays beyond BLAS. The kernels
-here do a step's arithmetic in few passes, on the LSTM layer's time-major
-blocks: a step's gates are (N, 4H) (columns [0, H) input gate, [H, 2H)
-forget gate, [2H, 3H) output gate, [3H, 4H) cell candidate), states (N, H).
+**The LSTM layer's loops.** The whole forward and backward time loops of the
+``LSTM`` layer compile into one function each (:func:`lstm_seq_forward`,
+:func:`lstm_seq_backward`), which call numpy's own OpenBLAS for the
+recurrent products through its CBLAS entry points (``blas.numpy_cblas``:
+the same library, thread pool and calls as ``numpy.matmul``). Nothing goes
+back to Python between steps. The layer keeps a step's gates gate-major,
+(4H, N), and its states (H, N): the recurrent GEMM ``W_hc h~^T`` (BLAS's
+fastest orientation at these shapes) lands in the gate block, and the gate
+math runs along contiguous rows of N. One forward step
+(:func:`_lstm_forward_step`) is the GEMM, then one vectorised pass for the
+four gates (``tanh32`` of :mod:`recaffe.backend.fast_math`, which compiles to
+SIMD code; ``sigmoid(x) = 0.5 tanh(x / 2) + 0.5``), one for the cell and
+``h``, and the (H, N) -> (N, H) transposition of ``h`` into the top. One
+backward step (:func:`_lstm_backward_step`) is one pass for the four
+gate-input gradients and the carried ``dc`` (no transcendentals: it reads
+the stored activations), then ``W_hc^T dG_t``. Forward is float32 only (its
+tanh); backward any float dtype. :func:`lstm_forward_step` and
+:func:`lstm_backward_step_t` are the same steps for a loop that stays in
+Python (another BLAS selected).
 
-Transcendentals stay in numpy: ``np.tanh`` is SIMD-vectorised, numba's is a
-scalar libm call, about 40x slower. So one forward step is
+**LSTMUnit and RNN.** :func:`lstm_unit_forward` / :func:`lstm_unit_backward`
+(one pass each plus ``np.tanh``) and :func:`rnn_backward_step` (``(da + cont
+* dz) (1 - h^2)``) work on time-major (N, 4H) / (N, H) blocks.
 
-1. ``zt = W_hc @ h~_{t-1}^T`` (BLAS, (4H, N): the fastest orientation), then
-   :func:`lstm_preact`: ``a = (zt^T + W_xc x_t + b_c) * s`` with ``s = 0.5``
-   on the three sigmoid gates and 1 on the cell candidate
-   (``sigmoid(x) = 0.5 tanh(x / 2) + 0.5``, no overflow);
-2. ``np.tanh(a, out=a)``, then :func:`lstm_cell`: ``i, f, o`` (``f`` times
-   ``cont``), ``g`` in place and ``c_t = f c_{t-1} + i g``;
-3. ``np.tanh(c_t)``, then :func:`lstm_output`: ``h_t = o tanh(c_t)`` into the
-   top and, times ``cont_{t+1}``, as the next step's GEMM input.
-
-:func:`lstm_backward_step` is one pass for a step's gate-input gradients and
-the carried ``dc`` (no transcendentals: it reads the stored activations);
-:func:`rnn_backward_step` is the RNN's ``(da + cont * dz) (1 - h^2)``.
-
-Every operation is the numpy path's, in the same order, with constants in the
-arrays' dtype and no fused multiply-add (``fastmath=False``), so results equal
-the numpy path's bit for bit (``tests/test_cpu_kernels.py``). float32 and
-float64.
+Operations keep the numpy paths' order, constants are in the arrays' dtype
+and nothing is fused into multiply-adds (``fastmath=False``): results equal
+the numpy paths' bit for bit except where the compiled float32 LSTM step has
+``tanh32`` and numpy ``np.tanh`` (at most 6.6 ulp apart;
+``tests/test_cpu_kernels.py``).
 
 :func:`enabled` says whether to use them: numba importable, arrays are numpy
 arrays, and the environment variable ``RECAFFE_CPU_KERNELS`` is not ``0``.
 Install numba with ``pip install 'recaffe[fast]'``. Kernels compile on first
-use (about a second each per dtype and array layout) and are cached on disk
-(``cache=True``, numba's cache directory, or ``NUMBA_CACHE_DIR``); where no
-cache directory is writable they compile in every process. Steps of at least
-:data:`PARALLEL_MIN` elements run in parallel over rows (``prange``) on at
-most 2 numba threads, smaller ones serially: measured on 2 cores at the
-benchmark's largest step (N=64, 4H=2048) a parallel pass is no faster (the
-passes are memory-bound and short), and idle numba threads would only compete
-with BLAS's.
+use (one to three seconds each per dtype and array layout) and are cached on
+disk (``cache=True``, numba's cache directory, or ``NUMBA_CACHE_DIR``);
+where no cache directory is writable they compile in every process. The
+LSTMUnit and RNN kernels' steps of at least :data:`PARALLEL_MIN` elements run
+in parallel over rows (``prange``) on at most 2 numba threads, smaller ones
+serially (a parallel pass over one step is no faster on 2 cores: the passes
+are memory-bound and short, and idle numba threads compete with BLAS's).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ import os
 import warnings
 
 import numpy as np
+
+from recaffe.backend import blas, fast_math
 
 ENV = "RECAFFE_CPU_KERNELS"
 #: Element count of a step above which kernels run in parallel.
@@ -104,13 +107,15 @@ def _set_threads(numba) -> None:
 def _compile(name: str, parallel: bool):
     numba = _numba()
     fn = _PY[name]
+    # error_model="numpy": a float division is IEEE (no zero check), which is
+    # what lets the loops around tanh32's division vectorise.
+    opts = dict(parallel=parallel, fastmath=False, nogil=True, error_model="numpy")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return numba.njit(parallel=parallel, fastmath=False, cache=True,
-                              nogil=True)(fn)
+            return numba.njit(cache=True, **opts)(fn)
     except Exception:  # noqa: BLE001 - no writable cache location
-        return numba.njit(parallel=parallel, fastmath=False, nogil=True)(fn)
+        return numba.njit(**opts)(fn)
 
 
 def _get(name: str, size: int):
@@ -127,23 +132,6 @@ def _get(name: str, size: int):
 # -- kernel bodies (plain Python; numba compiles them) ----------------------------
 # ``prange`` is looked up as a global at compile time; it is bound below.
 prange = range
-
-
-def _lstm_preact(zt, gx, out, scale):
-    """out (N, 4H) = (zt^T + gx) * scale (per column: 0.5 for i, f, o, 1 for g).
-
-    A transposition: tiles of 16 rows x 64 columns keep both sides in L1.
-    """
-    n, g4 = out.shape
-    nb = (n + 15) // 16
-    for b in prange(nb):
-        j0 = b * 16
-        j1 = min(j0 + 16, n)
-        for k0 in range(0, g4, 64):
-            k1 = min(k0 + 64, g4)
-            for j in range(j0, j1):
-                for k in range(k0, k1):
-                    out[j, k] = (zt[k, j] + gx[j, k]) * scale[k]
 
 
 def _lstm_cell(acts, c_prev, cont, c, hd, half):
@@ -174,27 +162,26 @@ def _lstm_output(acts, tc, cont_next, hc_next, h_out, has_next):
                 hc_next[j, k] = hv * cn
 
 
-def _lstm_backward(acts, c_prev, tc, dtop, dh, cont_next, has_next, dg, dc, hd, one):
-    """One step's gate-input gradients dg (N, 4H); dc (N, H) in and out.
-
-    d_h = dtop + dh * cont_next (dh = dg_{t+1} W_hc of the later step).
-    """
-    n = dc.shape[0]
+def _lstm_unit_forward32(x, c_prev, cont, acts, c, tc, h, half):
+    """LSTMUnit forward, float32, one pass per row: ``acts`` = [i, f * cont,
+    o, g] from ``x`` (N, 4H) (tanh32; sigmoid as 0.5 tanh32(x / 2) + 0.5),
+    ``c = f c_prev + i g``, ``tc = tanh32(c)``, ``h = o tc``."""
+    n, g4 = x.shape
+    hd = g4 // 4
     for j in prange(n):
-        cn = cont_next[j]
+        cj = cont[j]
+        for k in range(3 * hd):
+            acts[j, k] = tanh32(x[j, k] * half) * half + half
+        for k in range(3 * hd, g4):
+            acts[j, k] = tanh32(x[j, k])
         for k in range(hd):
-            d_h = dtop[j, k] + dh[j, k] * cn if has_next else dtop[j, k]
-            ig = acts[j, k]
-            fg = acts[j, hd + k]
-            og = acts[j, 2 * hd + k]
-            gg = acts[j, 3 * hd + k]
-            t = tc[j, k]
-            dcv = dc[j, k] + d_h * og * (one - t * t)
-            dg[j, k] = (dcv * gg) * (ig * (one - ig))
-            dg[j, hd + k] = (dcv * c_prev[j, k]) * (fg * (one - fg))
-            dg[j, 2 * hd + k] = (d_h * t) * (og * (one - og))
-            dg[j, 3 * hd + k] = (dcv * ig) * (one - gg * gg)
-            dc[j, k] = dcv * fg
+            fg = acts[j, hd + k] * cj
+            acts[j, hd + k] = fg
+            c[j, k] = fg * c_prev[j, k] + acts[j, k] * acts[j, 3 * hd + k]
+        for k in range(hd):
+            tv = tanh32(c[j, k])
+            tc[j, k] = tv
+            h[j, k] = acts[j, 2 * hd + k] * tv
 
 
 def _rnn_backward(da, dz, cont_next, h, has_next, one):
@@ -235,13 +222,196 @@ def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
                 dx[j, 3 * hd + k] = dcv * ig * (one - gg * gg)
 
 
+# -- the LSTM layer's gate-major loops --------------------------------------------
+# The LSTM layer's CPU path keeps a step's gates as (4H, N) and its states as
+# (H, N): the recurrent GEMM W_hc h~^T (BLAS's fastest orientation at these
+# shapes) lands in place, and nothing of size 4H x N is transposed. Only
+# h_t (into the (T, N, H) top) and the top's diff going back are transposed,
+# (H, N) <-> (N, H). ``gx`` / ``dg`` are (4H, T, N): the input projection and
+# the weight gradients are single GEMMs over all steps.
+#
+# ``tanh32``, ``forward_step``, ``backward_step``, ``gemm_wt`` and
+# ``gemm_tn`` are bound to inlined numba functions before the kernels that
+# call them compile (_bind_helpers).
+tanh32 = fast_math.tanh32
+
+
+def _lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
+                       has_next, half):
+    """One float32 step. ``at`` (4H, N) holds ``W_hc h~^T`` and becomes the
+    gates [i, f * cont_t, o, g]; ``c = f c_prev + i g``, ``tc = tanh32(c)``,
+    ``h = o tc`` into ``hout_t`` (N, H) and, when ``has_next``,
+    ``hc_next = h * cont_n``. Sigmoid is 0.5 tanh32(x / 2) + 0.5. ``ht``
+    (H, N) is scratch. Operations and order as LSTMLayer's numpy step."""
+    g4, n = at.shape
+    hd = g4 // 4
+    if n == 1:  # flat rows, so the loops vectorise along H
+        a = at.reshape(g4)
+        cp = c_prev.reshape(hd)
+        cc = c.reshape(hd)
+        tt = tc.reshape(hd)
+        ho = hout_t.reshape(hd)
+        hn = hc_next.reshape(hd)
+        cj = cont_t[0]
+        cn = cont_n[0]
+        for r in range(3 * hd):
+            a[r] = tanh32((a[r] + gx[r, t, 0]) * half)
+        for r in range(3 * hd, g4):
+            a[r] = tanh32(a[r] + gx[r, t, 0])
+        for k in range(hd):
+            ig = a[k] * half + half
+            fg = (a[hd + k] * half + half) * cj
+            og = a[2 * hd + k] * half + half
+            gg = a[3 * hd + k]
+            a[k] = ig
+            a[hd + k] = fg
+            a[2 * hd + k] = og
+            cc[k] = fg * cp[k] + ig * gg
+        for k in range(hd):
+            tt[k] = tanh32(cc[k])
+        for k in range(hd):
+            hv = a[2 * hd + k] * tt[k]
+            ho[k] = hv
+            if has_next:
+                hn[k] = hv * cn
+        return
+    for r in range(3 * hd):
+        for j in range(n):
+            at[r, j] = tanh32((at[r, j] + gx[r, t, j]) * half)
+    for r in range(3 * hd, g4):
+        for j in range(n):
+            at[r, j] = tanh32(at[r, j] + gx[r, t, j])
+    for k in range(hd):
+        for j in range(n):
+            ig = at[k, j] * half + half
+            fg = (at[hd + k, j] * half + half) * cont_t[j]
+            og = at[2 * hd + k, j] * half + half
+            gg = at[3 * hd + k, j]
+            at[k, j] = ig
+            at[hd + k, j] = fg
+            at[2 * hd + k, j] = og
+            c[k, j] = fg * c_prev[k, j] + ig * gg
+        for j in range(n):
+            tv = tanh32(c[k, j])
+            tc[k, j] = tv
+            ht[k, j] = at[2 * hd + k, j] * tv
+    for k0 in range(0, hd, 64):  # h (H, N) -> (N, H), in tiles
+        k1 = min(k0 + 64, hd)
+        for j in range(n):
+            cn = cont_n[j]
+            for k in range(k0, k1):
+                hv = ht[k, j]
+                hout_t[j, k] = hv
+                if has_next:
+                    hc_next[j, k] = hv * cn
+
+
+def _lstm_backward_step(at, c_prev, tc, dtop_t, dht, cont_n, has_next, dg, t, dc, dtt,
+                        one):
+    """One step back: ``dg[:, t]`` (4H, N) from the gates ``at``, ``c_prev``,
+    ``tc`` (H, N), the top's diff ``dtop_t`` (N, H) and, when ``has_next``,
+    ``dht * cont_n`` (``dht`` = W_hc^T dg_{t+1}). ``dc`` (H, N) is carried
+    (in: from step t+1, out: dc * f); ``dtt`` (H, N) is scratch."""
+    g4, n = at.shape
+    hd = g4 // 4
+    for j in range(n):
+        for k in range(hd):
+            dtt[k, j] = dtop_t[j, k]
+    for k in range(hd):
+        for j in range(n):
+            d_h = dtt[k, j] + dht[k, j] * cont_n[j] if has_next else dtt[k, j]
+            ig = at[k, j]
+            fg = at[hd + k, j]
+            og = at[2 * hd + k, j]
+            gg = at[3 * hd + k, j]
+            tv = tc[k, j]
+            dcv = dc[k, j] + d_h * og * (one - tv * tv)
+            dg[k, t, j] = (dcv * gg) * (ig * (one - ig))
+            dg[hd + k, t, j] = (dcv * c_prev[k, j]) * (fg * (one - fg))
+            dg[2 * hd + k, t, j] = (d_h * tv) * (og * (one - og))
+            dg[3 * hd + k, t, j] = (dcv * ig) * (one - gg * gg)
+            dc[k, j] = dcv * fg
+
+
+def _gemm_wt(gemm, gemv, one, w, x, out):
+    """``out`` (M, n) = ``w`` (M, K) @ ``x``^T, ``x`` (n, K): the call
+    ``numpy.matmul(w, x.T, out=out)`` makes (GEMV for one column)."""
+    m, k = w.shape
+    n = x.shape[0]
+    zero = one - one
+    if n == 1:
+        gemv(101, 111, m, k, one, w.ctypes.data, k, x.ctypes.data, 1, zero,
+             out.ctypes.data, 1)
+    else:
+        gemm(101, 111, 112, m, n, k, one, w.ctypes.data, k, x.ctypes.data, k, zero,
+             out.ctypes.data, n)
+
+
+def _gemm_tn(gemm, gemv, one, w, x, t, out):
+    """``out`` (K, n) = ``w``^T @ ``x[:, t, :]`` (``w`` (M, K), ``x``
+    (M, T, n)): the call ``numpy.matmul(w.T, x[:, t], out=out)`` makes."""
+    m, k = w.shape
+    n = out.shape[1]
+    ld = x.shape[1] * n
+    zero = one - one
+    xp = x.ctypes.data + t * n * x.itemsize
+    if n == 1:
+        gemv(101, 112, m, k, one, w.ctypes.data, k, xp, ld, zero, out.ctypes.data, 1)
+    else:
+        gemm(101, 112, 111, k, n, m, one, w.ctypes.data, k, xp, ld, zero,
+             out.ctypes.data, n)
+
+
+# Plain-Python bindings until _bind_helpers replaces them with inlined numba
+# functions.
+forward_step, backward_step = _lstm_forward_step, _lstm_backward_step
+gemm_wt, gemm_tn = _gemm_wt, _gemm_tn
+
+
+def _lstm_seq_forward(gemm, gemv, one, half, w_hc, gx, cont, acts, cs, tc, hc, hout, ht,
+                      keep):
+    """The whole float32 forward loop. With ``keep`` every step's arrays are
+    kept (``acts`` (T, 4H, N), ``cs`` (T + 1, H, N), ``tc`` (T, H, N), ``hc``
+    (T, N, H)); without, one step of each is reused and ``cs`` holds two
+    (step t reads ``cs[t % 2]`` and writes ``cs[(t + 1) % 2]``)."""
+    t_ = gx.shape[1]
+    for t in range(t_):
+        nxt = t + 1 < t_
+        tn = t + 1 if nxt else t
+        if keep:
+            src, at, tct = hc[t], acts[t], tc[t]
+            c_prev, c, dst = cs[t], cs[t + 1], hc[tn]
+        else:
+            src, at, tct = hc[0], acts[0], tc[0]
+            c_prev, c, dst = cs[t % 2], cs[(t + 1) % 2], hc[0]
+        gemm_wt(gemm, gemv, one, w_hc, src, at)
+        forward_step(at, gx, t, c_prev, c, tct, ht, hout[t], dst, cont[t], cont[tn],
+                     nxt, half)
+
+
+def _lstm_seq_backward(gemm, gemv, one, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
+                       dtt):
+    """The whole backward loop: ``dg`` (4H, T, N) for every step."""
+    t_ = acts.shape[0]
+    dc[...] = 0
+    for t in range(t_ - 1, -1, -1):
+        nxt = t + 1 < t_
+        backward_step(acts[t], cs[t], tc[t], dtop[t], dht, cont[t + 1 if nxt else t],
+                      nxt, dg, t, dc, dtt, one)
+        if t > 0:
+            gemm_tn(gemm, gemv, one, w_hc, dg, t, dht)
+
+
 _PY = {
-    "lstm_preact": _lstm_preact,
+    "lstm_forward_step": _lstm_forward_step,
+    "lstm_backward_step": _lstm_backward_step,
+    "lstm_seq_forward": _lstm_seq_forward,
+    "lstm_seq_backward": _lstm_seq_backward,
     "lstm_cell": _lstm_cell,
     "lstm_output": _lstm_output,
-    "lstm_backward": _lstm_backward,
     "rnn_backward": _rnn_backward,
     "lstm_unit_backward": _lstm_unit_backward,
+    "lstm_unit_forward32": _lstm_unit_forward32,
 }
 
 
@@ -251,14 +421,26 @@ def _bind_prange() -> None:
         globals()["prange"] = numba.prange
 
 
-# -- wrappers ---------------------------------------------------------------------
-def lstm_preact(zt, gx, out) -> None:
-    """``out`` (N, 4H) = (``zt``^T + ``gx``) times 0.5 on the i, f, o columns
-    (``zt`` (4H, N) is the transposed recurrent GEMM)."""
+_HELPERS = {"tanh32": fast_math.tanh32, "forward_step": _lstm_forward_step,
+            "backward_step": _lstm_backward_step, "gemm_wt": _gemm_wt,
+            "gemm_tn": _gemm_tn}
+
+
+def _bind_helpers() -> None:
+    """Bind the helpers the compound kernels call to inlined numba functions
+    (the callers compile after this; ``prange`` in a serial kernel is range)."""
+    if _state.get("helpers"):
+        return
+    numba = _numba()
     _bind_prange()
-    _get("lstm_preact", out.size)(zt, gx, out, _gate_scale(out.shape[1], out.dtype))
+    g = globals()
+    # tanh32 first: the step kernel that inlines it compiles after the binding.
+    for name in ("tanh32", "gemm_wt", "gemm_tn", "forward_step", "backward_step"):
+        g[name] = numba.njit(inline="always", error_model="numpy")(_HELPERS[name])
+    _state["helpers"] = True
 
 
+# -- wrappers ---------------------------------------------------------------------
 _scales: dict = {}
 
 
@@ -288,20 +470,6 @@ def lstm_output(acts, tc, cont_next, hc_next, h_out, has_next: bool) -> None:
     _get("lstm_output", acts.size)(acts, tc, cont_next, hc_next, h_out, has_next)
 
 
-def lstm_backward_step(acts, c_prev, tc, dtop, dh, cont_next, has_next: bool, dg,
-                       dc) -> None:
-    """One LSTM step backward (time-major (N, 4H) / (N, H) blocks).
-
-    ``dtop`` is the top diff at this step, ``dh`` the later step's
-    ``dg W_hc`` and ``cont_next`` its cont (both ignored when not
-    ``has_next``, the last step). Writes ``dg``; ``dc`` is the carried cell
-    gradient, read and overwritten with ``dc * f``.
-    """
-    _bind_prange()
-    _get("lstm_backward", acts.size)(acts, c_prev, tc, dtop, dh, cont_next, has_next,
-                                     dg, dc, dc.shape[1], dc.dtype.type(1.0))
-
-
 def rnn_backward_step(da, dz, cont_next, h, has_next: bool) -> None:
     """da (N, H) = (da + cont_next[:, None] * dz) * (1 - h^2); without
     ``has_next``: da * (1 - h^2) (``dz``, ``cont_next`` ignored)."""
@@ -314,9 +482,15 @@ def lstm_unit_forward(x, c_prev, cont, acts, c, tc, h) -> None:
     """One LSTMUnit step forward on (N, 4H) ``x`` and (N, H) ``c_prev``.
 
     Writes ``acts`` (N, 4H) = [i, f * cont, o, g], ``c`` = f c_prev + i g,
-    ``tc`` = tanh(c) and ``h`` = o tanh(c): one scaling pass, two vectorised
-    ``np.tanh`` passes and two fused passes.
+    ``tc`` = tanh(c) and ``h`` = o tanh(c). float32: one compiled pass per
+    row with fast_math.tanh32; float64: a scaling pass, two ``np.tanh``
+    passes and two fused passes (the numpy path's bits).
     """
+    if x.dtype == np.float32:
+        _bind_helpers()
+        _get("lstm_unit_forward32", x.size)(x, c_prev, cont, acts, c, tc, h,
+                                            np.float32(0.5))
+        return
     np.multiply(x, _gate_scale(x.shape[1], x.dtype), out=acts)
     np.tanh(acts, out=acts)
     lstm_cell(acts, c_prev, cont, c)
@@ -333,3 +507,44 @@ def lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c: bo
     _get("lstm_unit_backward", acts.size)(acts, c_prev, tc, dc_top, dh_top, dc_prev,
                                           dx, want_c, want_x, tc.shape[1],
                                           tc.dtype.type(1.0))
+
+
+# -- the LSTM layer's gate-major loops ------------------------------------------------
+def lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
+                      has_next: bool) -> None:
+    """One float32 gate-major step (see :func:`_lstm_forward_step`)."""
+    _bind_helpers()
+    _get("lstm_forward_step", 0)(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
+                                 cont_n, has_next, at.dtype.type(0.5))
+
+
+def lstm_backward_step_t(at, c_prev, tc, dtop_t, dht, cont_n, has_next: bool, dg, t,
+                         dc, dtt) -> None:
+    """One gate-major step back (see :func:`_lstm_backward_step`)."""
+    _bind_helpers()
+    _get("lstm_backward_step", 0)(at, c_prev, tc, dtop_t, dht, cont_n, has_next, dg, t,
+                                  dc, dtt, dc.dtype.type(1.0))
+
+
+def sequence_blas(*arrays):
+    """``(gemm, gemv)`` of numpy's CBLAS when the whole-sequence loops can run
+    on these arrays (kernels enabled, one float dtype, all C-contiguous,
+    numpy's BLAS reachable and selected), else None."""
+    if not usable(np, *arrays) or not all(a.flags.c_contiguous for a in arrays):
+        return None
+    return blas.numpy_cblas(arrays[0].dtype)
+
+
+def lstm_seq_forward(fns, w_hc, gx, cont, acts, cs, tc, hc, hout, ht, keep: bool):
+    """The float32 forward loop over all steps (``fns`` from :func:`sequence_blas`)."""
+    _bind_helpers()
+    dt = gx.dtype.type
+    _get("lstm_seq_forward", 0)(fns[0], fns[1], dt(1.0), dt(0.5), w_hc, gx, cont, acts,
+                                cs, tc, hc, hout, ht, keep)
+
+
+def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> None:
+    """The backward loop over all steps (float32 or float64)."""
+    _bind_helpers()
+    _get("lstm_seq_backward", 0)(fns[0], fns[1], dg.dtype.type(1.0), w_hc, acts, cs, tc,
+                                 dtop, cont, dg, dht, dc, dtt)

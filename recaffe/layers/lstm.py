@@ -108,19 +108,24 @@ class LSTMLayer(RecurrentLayer):
         net_param.layer.add().CopyFrom(concat)
 
     # -- fused implementation ------------------------------------------------------
-    # Time-major work arrays: a step's gate pre-activations/activations are an
-    # (N, 4H) block, the states (N, H). numpy arrays run _forward_cpu /
-    # _backward_cpu (fused numba kernels when available, see
-    # recaffe.backend.cpu_kernels); other array modules (CuPy) the generic code
-    # with the CUDA kernels.
+    # numpy arrays run _forward_cpu / _backward_cpu, gate-major: a step's gates
+    # are a (4H, N) block, its states (H, N), the input projection and its
+    # gradient (4H, T, N) (compiled whole-sequence loops when numba is
+    # installed, see recaffe.backend.cpu_kernels). Other array modules (CuPy)
+    # run the generic code, time-major ((N, 4H) / (N, H) per step), with the
+    # CUDA kernels.
     def fused_reshape(self, dtype):
         xp = self.xp
         t, n, h = self.T, self.N, self.H
-        if self.buffer_fits(getattr(self, "_gx", None), (t, n, 4 * h), dtype):
+        shape = (4 * h, t, n) if xp is np else (t, n, 4 * h)
+        if self.buffer_fits(getattr(self, "_gx", None), shape, dtype):
             return
-        self._gx = xp.zeros((t, n, 4 * h), dtype=dtype)    # W_xc x_t + b_c, then dG
-        self._z = xp.zeros((n, 4 * h), dtype=dtype)
-        self._zt = xp.zeros((4 * h, n), dtype=dtype)       # (W_hc h~)^T
+        self._gx = xp.zeros(shape, dtype=dtype)    # W_xc x_t + b_c, then dG
+        if xp is np:
+            self._ht = np.zeros((h, n), dtype=dtype)      # h_t, before (N, H)
+        else:
+            self._z = xp.zeros((n, 4 * h), dtype=dtype)
+        self._step = None  # forward-only: one step's arrays
         self._kept = None  # the per-step arrays backward reads (allocated on use)
         self._stale = False  # the last forward kept nothing for backward
 
@@ -130,6 +135,15 @@ class LSTMLayer(RecurrentLayer):
             xp, dtype = self.xp, self._gx.dtype
             t, n, h = self.T, self.N, self.H
             self._kept = True
+            if xp is np:
+                self._acts = np.zeros((t, 4 * h, n), dtype=dtype)  # i, f*cont, o, g
+                self._cs = np.zeros((t + 1, h, n), dtype=dtype)    # c_0 .. c_T
+                self._tc = np.zeros((t, h, n), dtype=dtype)        # tanh(c_t)
+                self._hc = np.zeros((t, n, h), dtype=dtype)        # cont_t * h_{t-1}
+                self._dht = np.zeros((h, n), dtype=dtype)     # W_hc^T dG_{t+1}
+                self._dc = np.zeros((h, n), dtype=dtype)
+                self._dtt = np.zeros((h, n), dtype=dtype)     # the top's diff^T
+                return
             self._acts = xp.zeros((t, n, 4 * h), dtype=dtype)  # i, f (with cont), o, g
             self._hs = xp.zeros((t + 1, n, h), dtype=dtype)    # h_0 .. h_T
             self._cs = xp.zeros((t + 1, n, h), dtype=dtype)    # c_0 .. c_T
@@ -143,6 +157,11 @@ class LSTMLayer(RecurrentLayer):
         if self.static_input:
             return b
         return b[:2] + [None] + b[2:]
+
+    def _grad_flags(self):
+        return dict(zip((name for name, _, _ in self.param_specs()),
+                        zip(self.blobs, self.param_propagate_down, strict=True),
+                        strict=True))
 
     def fused_forward(self, bottom, top, init):
         if self.xp is np and getattr(self, "forward_only", False):
@@ -166,136 +185,169 @@ class LSTMLayer(RecurrentLayer):
         else:
             self._backward_generic(top, propagate_down, bottom)
 
-    # -- numpy ---------------------------------------------------------------------
-    # The recurrent GEMM is computed transposed, (W_hc h~^T) -> (4H, N): with the
-    # weight as stored this is BLAS's fastest orientation at these shapes (about
-    # 20 % over h~ W_hc^T at N=64, H=512). Adding the input projection transposes
-    # it back into the step's (N, 4H) block.
+    # -- numpy: gate-major -----------------------------------------------------------
+    # The recurrent GEMM is W_hc h~^T -> (4H, N), written straight into the
+    # step's gate block: with the weight as stored this is BLAS's fastest
+    # orientation at these shapes (about 25 % over h~ W_hc^T at N=64, H=512),
+    # and the gate math then runs on contiguous rows of N without transposing
+    # the 4H x N block. Backward's recurrent GEMM is W_hc^T dG_t -> (H, N).
     def _project_inputs(self, bottom):
-        """``gx = x W_xc^T + b_c`` (+ the static input's term) for all steps."""
+        """``gx`` (4H, T, N) = ``W_xc x^T + b_c`` (+ the static input's term)."""
         t_, n, h = self.T, self.N, self.H
         w_xc, b_c, w_s, _w_hc = self._weights()
         gx = self._gx
-        gx2 = gx.reshape(t_ * n, 4 * h)
-        blas.matmul(bottom[0].data.reshape(t_ * n, self.Dx), w_xc.T, out=gx2)
-        gx2 += b_c
+        gx2 = gx.reshape(4 * h, t_ * n)
+        blas.matmul(w_xc, bottom[0].data.reshape(t_ * n, self.Dx).T, out=gx2)
+        gx2 += b_c[:, None]
         if self.static_input:
-            gx += bottom[2].data.reshape(n, self.Ds) @ w_s.T
+            gx += (w_s @ bottom[2].data.reshape(n, self.Ds).T)[:, None, :]
         return gx
 
     @staticmethod
-    def _cell_step(zt, gx_t, at, c_prev, c, tc_t, cont, t, nxt, hc_next, hout_t,
-                   fast):
-        """One step from the recurrent product ``zt`` (4H x N): the gates into
-        ``at``, the cell ``c`` from ``c_prev``, ``tanh(c)`` into ``tc_t``, the
-        output into ``hout_t`` and, when ``nxt``, the next step's masked input
-        ``cont[t+1] * h`` into ``hc_next`` (any (N, H) array when not)."""
-        h = at.shape[1] // 4
-        if fast:
-            cpu_kernels.lstm_preact(zt, gx_t, at)
-            np.tanh(at, out=at)
-            cpu_kernels.lstm_cell(at, c_prev, cont[t], c)
-            np.tanh(c, out=tc_t)
-            tn = t + 1 if nxt else t
-            cpu_kernels.lstm_output(at, tc_t, cont[tn], hc_next, hout_t, nxt)
-            return
-        # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on the i, f, o chunks
-        np.add(zt.T, gx_t, out=at)
-        at[:, : 3 * h] *= 0.5
-        np.tanh(at, out=at)
-        at[:, : 3 * h] *= 0.5
-        at[:, : 3 * h] += 0.5
-        at[:, h: 2 * h] *= cont[t][:, None]
-        i, f, o, g = at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h], at[:, 3 * h:]
+    def _step_numpy(at, gx_t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
+                    has_next):
+        """One step with numpy ufuncs (``at`` (4H, N) holds ``W_hc h~^T``):
+        the compiled step's operations in its order, with ``np.tanh`` where
+        the compiled float32 step has fast_math.tanh32 (at most 6.6 ulp
+        apart), so float64 results are the same bits."""
+        h = at.shape[0] // 4
+        tanh = np.tanh
+        half = at.dtype.type(0.5)
+        at += gx_t
+        at[: 3 * h] *= half  # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on i, f, o
+        tanh(at, out=at)
+        at[: 3 * h] *= half
+        at[: 3 * h] += half
+        at[h: 2 * h] *= cont_t
+        i, f, o, g = at[:h], at[h: 2 * h], at[2 * h: 3 * h], at[3 * h:]
         np.multiply(f, c_prev, out=c)
         c += i * g
-        np.tanh(c, out=tc_t)
-        np.multiply(o, tc_t, out=hout_t)
-        if nxt:
-            np.multiply(hout_t, cont[t + 1][:, None], out=hc_next)
+        tanh(c, out=tc)
+        np.multiply(o, tc, out=ht)
+        hout_t[...] = ht.T
+        if has_next:
+            np.multiply(hout_t, cont_n[:, None], out=hc_next)
 
-    def _forward_cpu(self, bottom, top, init):
+    def _run_forward(self, bottom, top, init, acts, cs, tc, hc, keep):
+        """The forward loop on ``acts`` (T or 1, 4H, N), ``cs`` (T + 1 or 2,
+        H, N), ``tc`` (T or 1, H, N), ``hc`` (T or 1, N, H); see
+        cpu_kernels._lstm_seq_forward for ``keep``."""
         t_ = self.T
         w_hc = self._weights()[3]
-        acts, cs, tc, hc, zt = self._acts, self._cs, self._tc, self._hc, self._zt
         gx = self._project_inputs(bottom)
         cont = bottom[1].data
         hout = top[0].data
+        ht = self._ht
         np.multiply(init[0], cont[0][:, None], out=hc[0])
-        cs[0] = init[1]
-        fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
-        step = self._cell_step
+        cs[0] = init[1].T
+        f32 = gx.dtype == np.float32
+        fns = cpu_kernels.sequence_blas(w_hc, gx, cont, acts, cs, tc, hc, hout, ht) \
+            if f32 else None
+        if fns is not None:  # the whole loop compiled, numpy's BLAS called from it
+            cpu_kernels.lstm_seq_forward(fns, w_hc, gx, cont, acts, cs, tc, hc, hout,
+                                         ht, keep)
+            return
+        fast = f32 and cpu_kernels.usable(np, gx, cont, cs, hout)
         for t in range(t_):
-            blas.matmul(w_hc, hc[t].T, out=zt)
             nxt = t + 1 < t_
-            step(zt, gx[t], acts[t], cs[t], cs[t + 1], tc[t], cont, t, nxt,
-                 hc[t + 1 if nxt else t], hout[t], fast)
-        return [hout[t_ - 1], cs[t_]]
+            tn = t + 1 if nxt else t
+            if keep:
+                src, at, tct, dst = hc[t], acts[t], tc[t], hc[tn]
+                c_prev, c = cs[t], cs[t + 1]
+            else:
+                src, at, tct, dst = hc[0], acts[0], tc[0], hc[0]
+                c_prev, c = cs[t % 2], cs[(t + 1) % 2]
+            blas.matmul(w_hc, src.T, out=at)
+            if fast:
+                cpu_kernels.lstm_forward_step(at, gx, t, c_prev, c, tct, ht, hout[t],
+                                              dst, cont[t], cont[tn], nxt)
+            else:
+                self._step_numpy(at, gx[:, t], c_prev, c, tct, ht, hout[t], dst,
+                                 cont[t], cont[tn], nxt)
+
+    def _forward_cpu(self, bottom, top, init):
+        cs = self._cs
+        self._run_forward(bottom, top, init, self._acts, cs, self._tc, self._hc, True)
+        return [top[0].data[self.T - 1], cs[self.T].T]
 
     def _forward_cpu_only(self, bottom, top, init):
         """Forward for a layer no backward pass reaches: the same arithmetic as
         :meth:`_forward_cpu`, with one step's gates and states reused for every
         step instead of T of each (nothing is kept for backward)."""
-        t_, n, h = self.T, self.N, self.H
-        w_hc = self._weights()[3]
-        gx, zt = self._gx, self._zt
-        step_bufs = getattr(self, "_step_bufs", None)
-        if step_bufs is None or step_bufs[0].shape != (n, 4 * h) or \
-                step_bufs[0].dtype != gx.dtype:
-            step_bufs = (np.empty((n, 4 * h), gx.dtype), np.empty((2, n, h), gx.dtype),
-                         np.empty((n, h), gx.dtype), np.empty((n, h), gx.dtype))
-            self._step_bufs = step_bufs
-        at, cs, tc, hc = step_bufs
-        gx = self._project_inputs(bottom)
-        cont = bottom[1].data
-        hout = top[0].data
+        n, h, dtype = self.N, self.H, self._gx.dtype
+        if self._step is None:
+            self._step = (np.zeros((1, 4 * h, n), dtype), np.zeros((2, h, n), dtype),
+                          np.zeros((1, h, n), dtype), np.zeros((1, n, h), dtype))
+        acts, cs, tc, hc = self._step
         # Kept for a backward that nobody planned (it recomputes from these).
         self._init_h, self._init_c = init[0].copy(), init[1].copy()
-        np.multiply(init[0], cont[0][:, None], out=hc)
-        cs[0] = init[1]
-        fast = cpu_kernels.usable(np, zt, gx, cont, cs, hout)
-        step = self._cell_step
-        for t in range(t_):
-            blas.matmul(w_hc, hc.T, out=zt)
-            step(zt, gx[t], at, cs[t % 2], cs[(t + 1) % 2], tc, cont, t, t + 1 < t_,
-                 hc, hout[t], fast)
-        return [hout[t_ - 1], cs[t_ % 2]]
+        self._run_forward(bottom, top, init, acts, cs, tc, hc, False)
+        return [top[0].data[self.T - 1], cs[self.T % 2].T]
 
     def _backward_cpu(self, top, propagate_down, bottom):
         t_, h = self.T, self.H
         w_xc, _b_c, w_s, w_hc = self._weights()
-        ppd = dict(zip((name for name, _, _ in self.param_specs()),
-                       zip(self.blobs, self.param_propagate_down, strict=True),
-                       strict=True))
         acts, cs, tc = self._acts, self._cs, self._tc
         dg = self._gx  # reused: holds dL/d(gate inputs)
-        dh, dc = self._dh, self._dc
-        dc[...] = 0
+        dht, dc, dtt = self._dht, self._dc, self._dtt
         dtop = top[0].diff
         cont = bottom[1].data
-        fast = cpu_kernels.usable(np, acts, dtop, dh, cont)
-        for t in range(t_ - 1, -1, -1):
-            at, dgt = acts[t], dg[t]
-            nxt = t + 1 < t_
-            if fast:
-                cpu_kernels.lstm_backward_step(at, cs[t], tc[t], dtop[t], dh,
-                                               cont[t + 1 if nxt else t], nxt, dgt, dc)
-            else:
-                i, f, o, g = (at[:, :h], at[:, h: 2 * h], at[:, 2 * h: 3 * h],
-                              at[:, 3 * h:])
-                tct = tc[t]
-                d_h = dtop[t] + dh * cont[t + 1][:, None] if nxt else dtop[t]
-                dcv = dc + d_h * o * (1.0 - tct * tct)
-                np.multiply(dcv * g, i * (1.0 - i), out=dgt[:, :h])
-                np.multiply(dcv * cs[t], f * (1.0 - f), out=dgt[:, h: 2 * h])
-                np.multiply(d_h * tct, o * (1.0 - o), out=dgt[:, 2 * h: 3 * h])
-                np.multiply(dcv * i, 1.0 - g * g, out=dgt[:, 3 * h:])
-                np.multiply(dcv, f, out=dc)
-            if t > 0:
-                blas.matmul(dgt, w_hc, out=dh)
-        self._param_grads(dg, propagate_down, bottom, ppd, w_xc, w_s)
+        fns = cpu_kernels.sequence_blas(w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
+                                        dtt)
+        if fns is not None:  # the whole loop compiled (no transcendentals: any dtype)
+            cpu_kernels.lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht,
+                                          dc, dtt)
+        else:
+            fast = cpu_kernels.usable(np, acts, dtop, dht, cont)
+            dc[...] = 0
+            for t in range(t_ - 1, -1, -1):
+                nxt = t + 1 < t_
+                cn = cont[t + 1 if nxt else t]
+                if fast:
+                    cpu_kernels.lstm_backward_step_t(acts[t], cs[t], tc[t], dtop[t],
+                                                     dht, cn, nxt, dg, t, dc, dtt)
+                else:
+                    at = acts[t]
+                    i, f, o, g = at[:h], at[h: 2 * h], at[2 * h: 3 * h], at[3 * h:]
+                    tct = tc[t]
+                    d_h = dtop[t].T + dht * cn if nxt else dtop[t].T
+                    dcv = dc + d_h * o * (1.0 - tct * tct)
+                    np.multiply(dcv * g, i * (1.0 - i), out=dg[:h, t])
+                    np.multiply(dcv * cs[t], f * (1.0 - f), out=dg[h: 2 * h, t])
+                    np.multiply(d_h * tct, o * (1.0 - o), out=dg[2 * h: 3 * h, t])
+                    np.multiply(dcv * i, 1.0 - g * g, out=dg[3 * h:, t])
+                    np.multiply(dcv, f, out=dc)
+                if t > 0:
+                    blas.matmul(w_hc.T, dg[:, t], out=dht)
+        self._param_grads_gm(dg, propagate_down, bottom, w_xc, w_s)
 
-    def _param_grads(self, dg, propagate_down, bottom, ppd, w_xc, w_s):
+    def _param_grads_gm(self, dg, propagate_down, bottom, w_xc, w_s):
+        """Parameter and bottom gradients from ``dg`` (4H, T, N)."""
+        t_, n, h = self.T, self.N, self.H
+        ppd = self._grad_flags()
+        dg2 = dg.reshape(4 * h, t_ * n)
+        blob, on = ppd["W_hc"]
+        if on:
+            blas.matmul_acc(dg2, self._hc.reshape(t_ * n, h), blob.diff)
+        x2 = bottom[0].data.reshape(t_ * n, self.Dx)
+        blob, on = ppd["W_xc"]
+        if on:
+            blas.matmul_acc(dg2, x2, blob.diff)
+        blob, on = ppd["b_c"]
+        if on:
+            blob.diff += dg2.sum(axis=1)
+        if propagate_down[0]:
+            blas.matmul(dg2.T, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
+        if self.static_input:
+            ds = dg.sum(axis=1)  # (4H, N)
+            blob, on = ppd["W_xc_static"]
+            if on:
+                blas.matmul_acc(ds, bottom[2].data.reshape(n, self.Ds), blob.diff)
+            if propagate_down[2]:
+                blas.matmul(ds.T, w_s, out=bottom[2].diff.reshape(n, self.Ds))
+
+    def _param_grads_tm(self, dg, propagate_down, bottom, ppd, w_xc, w_s):
+        """Parameter and bottom gradients from ``dg`` (T, N, 4H) (time-major)."""
         t_, n, h = self.T, self.N, self.H
         hc = self._hc
         dg2 = dg.reshape(t_ * n, 4 * h)
@@ -364,9 +416,7 @@ class LSTMLayer(RecurrentLayer):
         xp = self.xp
         t_, h = self.T, self.H
         w_xc, _b_c, w_s, w_hc = self._weights()
-        ppd = dict(zip((name for name, _, _ in self.param_specs()),
-                       zip(self.blobs, self.param_propagate_down, strict=True),
-                       strict=True))
+        ppd = self._grad_flags()
         acts, cs, tc = self._acts, self._cs, self._tc
         dg = self._gx  # reused: holds dL/d(gate inputs)
         dh_next, dc_next = self._dh, self._dc
@@ -397,4 +447,4 @@ class LSTMLayer(RecurrentLayer):
             if t > 0:
                 blas.matmul(dgt, w_hc, out=dh_next)
                 dh_next *= cont[t][:, None]
-        self._param_grads(dg, propagate_down, bottom, ppd, w_xc, w_s)
+        self._param_grads_tm(dg, propagate_down, bottom, ppd, w_xc, w_s)

@@ -125,9 +125,8 @@ class LSTMUnitLayer(Layer):
         acts, tc = self._cpu_buffers(x, c_prev)
         if self._saved != (x.shape, x.dtype):
             # no forward to reuse: recompute the activations and tanh(c)
-            scratch = self.xp.empty_like(c_prev)
-            cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, scratch, tc, scratch)
-            self.xp.tanh(top[0].data[0], out=tc)
+            c_s, h_s = self.xp.empty_like(c_prev), self.xp.empty_like(c_prev)
+            cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, c_s, tc, h_s)
             self._saved = (x.shape, x.dtype)
         dc_prev = bottom[0].diff[0] if propagate_down[0] else tc
         dx = bottom[1].diff[0] if propagate_down[1] else acts
