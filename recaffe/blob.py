@@ -380,6 +380,10 @@ class Blob:
     def shares_diff_with(self, other: Blob) -> bool:
         return self._gbuf is not None and self._gbuf is other._gbuf
 
+    def uses_buffers(self, data, diff) -> bool:
+        """Whether data and diff are still the arrays :meth:`set_buffers` gave."""
+        return self._dbuf is data and self._gbuf is diff
+
     def zero_diff(self) -> None:
         if self._diff is None:
             return

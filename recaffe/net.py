@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from recaffe import graph_runner
+from recaffe import backend, graph_runner
 from recaffe.backend import is_gpu
 from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.blob import Blob
@@ -140,6 +140,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         self.param_layer_indices: list[tuple[int, int]] = []
         self.param_names_index: dict[str, int] = {}
         self.learnable_params: list[Blob] = []
+        self._flat_params = None  # see flatten_params
         self.learnable_param_ids: list[int] = []
         self.params_lr: list[float] = []
         self.has_params_lr: list[bool] = []
@@ -511,8 +512,51 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         # Either side: from a script it zeroes the host side (arrays the
         # script holds see the zeros); inside a solver step, the device side.
         ensure_device(self)
+        flat = self.flat_params()
+        if flat is not None:
+            flat[1].fill(0)
+            return
         for b in self.learnable_params:
             b.diff[...] = 0
+
+    def flatten_params(self) -> bool:
+        """Lay the learnable params' data, and their diffs, back to back in two
+        flat arrays (values kept; sharers re-aliased), so the solver can clear,
+        check and update all of them with one operation each instead of one
+        per param. CPU nets whose params have one dtype; returns whether it
+        did. Arrays taken from the params before this call no longer follow
+        them (solvers call it while building their net)."""
+        params = self.learnable_params
+        if not params or any(backend.get_array_module(b.data) is not np
+                             for b in params) or len({b.dtype for b in params}) != 1:
+            return False
+        from recaffe.plan.layout import point  # noqa: PLC0415 - plan imports net
+
+        total = sum(b.count for b in params)
+        data = np.zeros(total, dtype=params[0].dtype)
+        diff = np.zeros(total, dtype=params[0].dtype)
+        views, off = [], 0
+        for b in params:
+            d, g = data[off: off + b.count], diff[off: off + b.count]
+            point(b, data=d, diff=g)
+            views.append((b, d, g))
+            off += b.count
+        self.share_weights()
+        self._flat_params = (data, diff, views)
+        return True
+
+    def flat_params(self):
+        """``(data, diff)``: the flat arrays of :meth:`flatten_params` while
+        every learnable param still uses them (a reshape or a device move
+        re-allocates a param, and the per-param code takes over), else None."""
+        fp = self._flat_params
+        if fp is None:
+            return None
+        for b, d, g in fp[2]:
+            if not b.uses_buffers(d, g):
+                self._flat_params = None
+                return None
+        return fp[0], fp[1]
 
     @runs_on_device
     def reshape(self) -> None:

@@ -112,6 +112,7 @@ class Solver:
         #: Data-parallel hooks (:class:`recaffe.parallel.DataParallel`), or None.
         self.reducer = None
         self.net = self._init_train_net()
+        self.net.flatten_params()  # before test nets share the params
         self.test_nets = self._init_test_nets()
         logger.info("Solver scaffolding done.")
         self._alloc_history()
@@ -457,7 +458,9 @@ class Solver:
             flag = graph_runner.grads_finite(self)  # read with a graphed loss
             if flag is not None:
                 return flag
-        diffs = [b.diff for b in self.net.learnable_params]
+        flat = self.net.flat_params()
+        diffs = [flat[1]] if flat is not None else \
+            [b.diff for b in self.net.learnable_params]
         if not diffs or type(diffs[0]) is not np.ndarray:
             return backend.all_finite(diffs)
         vdot = np.vdot

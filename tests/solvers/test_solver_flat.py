@@ -96,3 +96,92 @@ def test_finite_check_confirms_overflow_and_catches_nan():
     assert not s._grads_finite()
     with pytest.raises(DivergenceError, match="training diverged at iteration 0"):
         s._check_divergence(1.0)
+
+
+# -- the params' own data and diffs, flat --------------------------------------------
+SHARED_NET = """
+name: "shared"
+layer { name: "in" type: "Input" top: "x" top: "t"
+  input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 3 } } }
+layer { name: "a" type: "InnerProduct" bottom: "x" top: "y1"
+  param { name: "w" } param { name: "b" }
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 }
+    bias_filler { type: "gaussian" std: 0.2 } } }
+layer { name: "s" type: "TanH" bottom: "y1" top: "z" }
+layer { name: "c" type: "InnerProduct" bottom: "z" top: "y2"
+  param { name: "w" } param { name: "b" }
+  inner_product_param { num_output: 3 } }
+layer { name: "d" type: "InnerProduct" bottom: "y2" top: "y"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss" }
+"""
+
+
+def _shared_solver(monkeypatch, flat: bool, extra=""):
+    from recaffe.net import Net
+
+    if not flat:
+        monkeypatch.setattr(Net, "flatten_params", lambda self: False)
+    s = SGDSolver(solver_param(BASE + extra, net=SHARED_NET))
+    r = np.random.default_rng(3)
+    s.net.blobs["x"].data[...] = r.uniform(-1, 1, (4, 3))
+    s.net.blobs["t"].data[...] = r.uniform(-1, 1, (4, 3))
+    monkeypatch.undo()
+    return s
+
+
+def test_params_are_views_of_two_flat_arrays(monkeypatch):
+    s = _shared_solver(monkeypatch, True)
+    ref = _shared_solver(monkeypatch, False)
+    data, diff = s.net.flat_params()
+    params = s.net.learnable_params
+    assert data.size == diff.size == sum(b.count for b in params)
+    for b, r in zip(params, ref.net.learnable_params, strict=True):
+        assert np.shares_memory(b.data, data) and np.shares_memory(b.diff, diff)
+        np.testing.assert_array_equal(b.data, r.data)  # values kept
+    # the sharer's blobs ("c") alias the owner's ("a") in the flat arrays
+    a, c = s.net.params["a"], s.net.params["c"]
+    assert np.shares_memory(c[0].data, data) and c[0].shares_data_with(a[0])
+    assert c[0].shares_diff_with(a[0])
+    assert ref.net.flat_params() is None
+
+
+@pytest.mark.parametrize("extra", ["", "weight_decay: 0.01 ", "iter_size: 2 "])
+def test_flat_params_update_equals_per_param_update(monkeypatch, extra):
+    s = _shared_solver(monkeypatch, True, extra)
+    ref = _shared_solver(monkeypatch, False, extra)
+    w = s.net.params["a"][0].data  # taken after the solver was built
+    for _ in range(4):
+        s.step(1)
+        ref.step(1)
+    for a, b in zip(s.net.learnable_params, ref.net.learnable_params, strict=True):
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.diff, b.diff)
+    np.testing.assert_array_equal(w, ref.net.params["a"][0].data)
+    np.testing.assert_array_equal(s.net.params["c"][0].data, w)
+
+
+def test_flat_params_drop_out_when_a_param_is_reallocated(monkeypatch):
+    s = _shared_solver(monkeypatch, True)
+    ref = _shared_solver(monkeypatch, False)
+    s.step(1)
+    ref.step(1)
+    b = s.net.params["d"][0]
+    b.set_buffers(diff=b.diff.reshape(-1).copy())  # what a device move does
+    assert s.net.flat_params() is None
+    s.step(2)
+    ref.step(2)
+    for a, r in zip(s.net.learnable_params, ref.net.learnable_params, strict=True):
+        np.testing.assert_array_equal(a.data, r.data)
+
+
+def test_flat_clear_and_finite_check(monkeypatch):
+    s = _shared_solver(monkeypatch, True)
+    s.net.forward_prefilled()
+    s.net.backward_all()
+    assert any(np.any(b.diff != 0) for b in s.net.learnable_params)
+    assert s._grads_finite()
+    s.net.learnable_params[-1].diff.flat[0] = np.inf
+    assert not s._grads_finite()
+    s.net.clear_param_diffs()
+    assert all(np.all(b.diff == 0) for b in s.net.learnable_params)
