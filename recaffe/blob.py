@@ -380,6 +380,11 @@ class Blob:
     def shares_diff_with(self, other: Blob) -> bool:
         return self._gbuf is not None and self._gbuf is other._gbuf
 
+    @property
+    def array_module(self):
+        """The array module of this blob's own buffers (numpy, or a device's)."""
+        return self._xp
+
     def uses_buffers(self, data, diff) -> bool:
         """Whether data and diff are still the arrays :meth:`set_buffers` gave."""
         return self._dbuf is data and self._gbuf is diff

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from recaffe import backend, graph_runner
+from recaffe import graph_runner
 from recaffe.backend import is_gpu
 from recaffe.backend.synced import host_call, runs_on_device
 from recaffe.blob import Blob
@@ -527,8 +527,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         did. Arrays taken from the params before this call no longer follow
         them (solvers call it while building their net)."""
         params = self.learnable_params
-        if not params or any(backend.get_array_module(b.data) is not np
-                             for b in params) or len({b.dtype for b in params}) != 1:
+        if not params or any(b.array_module is not np for b in params) or \
+                len({b.dtype for b in params}) != 1:
             return False
         from recaffe.plan.layout import point  # noqa: PLC0415 - plan imports net
 
