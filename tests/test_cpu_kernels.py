@@ -163,9 +163,10 @@ def test_lstm_forward_step_formula(n, has_next):
     at = z.copy()
     c, tc, ht = (np.empty((h, n), f32) for _ in range(3))
     hout, hc = np.empty((n, h), f32), np.full((n, h), 7, f32)
-    cpu_kernels.lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout, hc, cont_t,
+    b = r.uniform(-1, 1, 4 * h).astype(f32)
+    cpu_kernels.lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout, hc, cont_t,
                                   cont_n, has_next)
-    a = (z + gx[:, t]).astype(np.float64)
+    a = (z + gx[:, t] + b[:, None]).astype(np.float64)
     sig = 1 / (1 + np.exp(-a[: 3 * h]))
     i, f, o = sig[:h], sig[h: 2 * h] * cont_t, sig[2 * h:]
     g = np.tanh(a[3 * h:])

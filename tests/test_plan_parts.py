@@ -114,3 +114,50 @@ def test_ip_kernels_transposed_product_for_large_weights(monkeypatch):
 
     monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
     test_ip_kernels_match_layer(False)
+
+
+@pytest.mark.parametrize("typ", ["Sigmoid", "TanH"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_activation_kernels_match_layer(monkeypatch, typ, dtype, compiled):
+    """The plan's Sigmoid / TanH closures against the layers: backward the
+    same bits (compiled or numpy); forward the same bits except the compiled
+    float32 Sigmoid, whose tanh is fast_math.tanh32 (a few ulp)."""
+    from recaffe.backend import cpu_kernels, dtype_scope  # noqa: PLC0415
+    from recaffe.plan import kernels  # noqa: PLC0415
+
+    if compiled:
+        pytest.importorskip("numba")
+    monkeypatch.setenv(cpu_kernels.ENV, "1" if compiled else "0")
+    calls = []
+    real = kernels._compiled_activation
+    monkeypatch.setattr(kernels, "_compiled_activation",
+                        lambda *a: calls.append(a[0]) or real(*a))
+    ns = caffe.NetSpec()
+    ns.x = L.Input(shape=dict(dim=[7, 5, 3]))
+    ns.y = getattr(L, typ)(ns.x)
+    proto = ns.to_proto()
+    proto.force_backward = True  # the Input's diff is wanted
+    with dtype_scope(dtype):
+        net = caffe.Net(proto, caffe.TRAIN)
+    r = np.random.default_rng(1)
+    net.blobs["x"].data[...] = r.normal(0, 4, (7, 5, 3))
+    layer = net.layers_list[1]
+    b, t = net.bottom_vecs[1], net.top_vecs[1]
+    layer.forward(b, t)
+    want = t[0].data.copy()
+    t[0].diff[...] = r.normal(size=(7, 5, 3))
+    layer.backward(t, [True], b)
+    want_dx = b[0].diff.copy()
+    t[0].data[...] = 0
+    b[0].diff[...] = 0
+    fwd, bwd = kernels.layer_kernels(net, BlobGraph(net), 1, {}, {}, np)
+    assert calls == ([typ] if compiled else [])
+    fwd(b, t)
+    if compiled and typ == "Sigmoid" and dtype == np.float32:
+        np.testing.assert_allclose(t[0].data, want, rtol=2e-7, atol=3e-7)
+        t[0].data[...] = want  # backward from the layer's own outputs
+    else:
+        np.testing.assert_array_equal(t[0].data, want)
+    bwd(t, [True], b)
+    np.testing.assert_array_equal(b[0].diff, want_dx)

@@ -184,6 +184,32 @@ def _lstm_unit_forward32(x, c_prev, cont, acts, c, tc, h, half):
             h[j, k] = acts[j, 2 * hd + k] * tv
 
 
+def _sigmoid_forward32(x, y, half):
+    """y = 0.5 tanh32(x / 2) + 0.5 (float32, any C-contiguous shape)."""
+    xf = x.reshape(-1)
+    yf = y.reshape(-1)
+    for i in range(xf.size):
+        yf[i] = tanh32(xf[i] * half) * half + half
+
+
+def _sigmoid_backward(y, dy, dx, one):
+    """dx = dy ((1 - y) y), the numpy path's order."""
+    yf = y.reshape(-1)
+    gf = dy.reshape(-1)
+    xf = dx.reshape(-1)
+    for i in range(yf.size):
+        xf[i] = gf[i] * ((one - yf[i]) * yf[i])
+
+
+def _tanh_backward(y, dy, dx, one):
+    """dx = dy (1 - y y), the numpy path's order."""
+    yf = y.reshape(-1)
+    gf = dy.reshape(-1)
+    xf = dx.reshape(-1)
+    for i in range(yf.size):
+        xf[i] = gf[i] * (one - yf[i] * yf[i])
+
+
 def _rnn_backward(da, dz, cont_next, h, has_next, one):
     """da (N, H) = (da + cont_next * dz) * (1 - h^2), in place."""
     n, hd = da.shape
@@ -236,9 +262,10 @@ def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
 tanh32 = fast_math.tanh32
 
 
-def _lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
-                       has_next, half):
-    """One float32 step. ``at`` (4H, N) holds ``W_hc h~^T`` and becomes the
+def _lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
+                       cont_n, has_next, half):
+    """One float32 step. ``at`` (4H, N) holds ``W_hc h~^T``; with
+    ``gx[:, t] + b`` (the input projection and the bias) it becomes the
     gates [i, f * cont_t, o, g]; ``c = f c_prev + i g``, ``tc = tanh32(c)``,
     ``h = o tc`` into ``hout_t`` (N, H) and, when ``has_next``,
     ``hc_next = h * cont_n``. Sigmoid is 0.5 tanh32(x / 2) + 0.5. ``ht``
@@ -255,9 +282,9 @@ def _lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, co
         cj = cont_t[0]
         cn = cont_n[0]
         for r in range(3 * hd):
-            a[r] = tanh32((a[r] + gx[r, t, 0]) * half)
+            a[r] = tanh32((a[r] + (gx[r, t, 0] + b[r])) * half)
         for r in range(3 * hd, g4):
-            a[r] = tanh32(a[r] + gx[r, t, 0])
+            a[r] = tanh32(a[r] + (gx[r, t, 0] + b[r]))
         for k in range(hd):
             ig = a[k] * half + half
             fg = (a[hd + k] * half + half) * cj
@@ -276,11 +303,13 @@ def _lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, co
                 hn[k] = hv * cn
         return
     for r in range(3 * hd):
+        br = b[r]
         for j in range(n):
-            at[r, j] = tanh32((at[r, j] + gx[r, t, j]) * half)
+            at[r, j] = tanh32((at[r, j] + (gx[r, t, j] + br)) * half)
     for r in range(3 * hd, g4):
+        br = b[r]
         for j in range(n):
-            at[r, j] = tanh32(at[r, j] + gx[r, t, j])
+            at[r, j] = tanh32(at[r, j] + (gx[r, t, j] + br))
     for k in range(hd):
         for j in range(n):
             ig = at[k, j] * half + half
@@ -368,8 +397,8 @@ forward_step, backward_step = _lstm_forward_step, _lstm_backward_step
 gemm_wt, gemm_tn = _gemm_wt, _gemm_tn
 
 
-def _lstm_seq_forward(gemm, gemv, one, half, w_hc, gx, cont, acts, cs, tc, hc, hout, ht,
-                      keep):
+def _lstm_seq_forward(gemm, gemv, one, half, w_hc, gx, b, cont, acts, cs, tc, hc, hout,
+                      ht, keep):
     """The whole float32 forward loop. With ``keep`` every step's arrays are
     kept (``acts`` (T, 4H, N), ``cs`` (T + 1, H, N), ``tc`` (T, H, N), ``hc``
     (T, N, H)); without, one step of each is reused and ``cs`` holds two
@@ -385,8 +414,8 @@ def _lstm_seq_forward(gemm, gemv, one, half, w_hc, gx, cont, acts, cs, tc, hc, h
             src, at, tct = hc[0], acts[0], tc[0]
             c_prev, c, dst = cs[t % 2], cs[(t + 1) % 2], hc[0]
         gemm_wt(gemm, gemv, one, w_hc, src, at)
-        forward_step(at, gx, t, c_prev, c, tct, ht, hout[t], dst, cont[t], cont[tn],
-                     nxt, half)
+        forward_step(at, gx, b, t, c_prev, c, tct, ht, hout[t], dst, cont[t],
+                     cont[tn], nxt, half)
 
 
 def _lstm_seq_backward(gemm, gemv, one, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
@@ -412,6 +441,9 @@ _PY = {
     "rnn_backward": _rnn_backward,
     "lstm_unit_backward": _lstm_unit_backward,
     "lstm_unit_forward32": _lstm_unit_forward32,
+    "sigmoid_forward32": _sigmoid_forward32,
+    "sigmoid_backward": _sigmoid_backward,
+    "tanh_backward": _tanh_backward,
 }
 
 
@@ -510,12 +542,12 @@ def lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c: bo
 
 
 # -- the LSTM layer's gate-major loops ------------------------------------------------
-def lstm_forward_step(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
-                      has_next: bool) -> None:
+def lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
+                      cont_n, has_next: bool) -> None:
     """One float32 gate-major step (see :func:`_lstm_forward_step`)."""
     _bind_helpers()
-    _get("lstm_forward_step", 0)(at, gx, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
-                                 cont_n, has_next, at.dtype.type(0.5))
+    _get("lstm_forward_step", 0)(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next,
+                                 cont_t, cont_n, has_next, at.dtype.type(0.5))
 
 
 def lstm_backward_step_t(at, c_prev, tc, dtop_t, dht, cont_n, has_next: bool, dg, t,
@@ -535,12 +567,12 @@ def sequence_blas(*arrays):
     return blas.numpy_cblas(arrays[0].dtype)
 
 
-def lstm_seq_forward(fns, w_hc, gx, cont, acts, cs, tc, hc, hout, ht, keep: bool):
+def lstm_seq_forward(fns, w_hc, gx, b, cont, acts, cs, tc, hc, hout, ht, keep: bool):
     """The float32 forward loop over all steps (``fns`` from :func:`sequence_blas`)."""
     _bind_helpers()
     dt = gx.dtype.type
-    _get("lstm_seq_forward", 0)(fns[0], fns[1], dt(1.0), dt(0.5), w_hc, gx, cont, acts,
-                                cs, tc, hc, hout, ht, keep)
+    _get("lstm_seq_forward", 0)(fns[0], fns[1], dt(1.0), dt(0.5), w_hc, gx, b, cont,
+                                acts, cs, tc, hc, hout, ht, keep)
 
 
 def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> None:
@@ -548,3 +580,12 @@ def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> 
     _bind_helpers()
     _get("lstm_seq_backward", 0)(fns[0], fns[1], dg.dtype.type(1.0), w_hc, acts, cs, tc,
                                  dtop, cont, dg, dht, dc, dtt)
+
+
+def activation_kernel(name: str):
+    """The compiled ``sigmoid_forward32``, ``sigmoid_backward`` or
+    ``tanh_backward`` itself, for callers that bind it once and call it every
+    step (no wrapper: a call is about 1 µs where numpy's four ufunc calls for
+    a small sigmoid are about 2)."""
+    _bind_helpers()
+    return _get(name, 0)

@@ -192,19 +192,19 @@ class LSTMLayer(RecurrentLayer):
     # and the gate math then runs on contiguous rows of N without transposing
     # the 4H x N block. Backward's recurrent GEMM is W_hc^T dG_t -> (H, N).
     def _project_inputs(self, bottom):
-        """``gx`` (4H, T, N) = ``W_xc x^T + b_c`` (+ the static input's term)."""
+        """``gx`` (4H, T, N) = ``W_xc x^T`` (+ the static input's term); the
+        steps add ``b_c`` as they read it (one pass over gx less)."""
         t_, n, h = self.T, self.N, self.H
-        w_xc, b_c, w_s, _w_hc = self._weights()
+        w_xc, _b_c, w_s, _w_hc = self._weights()
         gx = self._gx
         gx2 = gx.reshape(4 * h, t_ * n)
         blas.matmul(w_xc, bottom[0].data.reshape(t_ * n, self.Dx).T, out=gx2)
-        gx2 += b_c[:, None]
         if self.static_input:
             gx += (w_s @ bottom[2].data.reshape(n, self.Ds).T)[:, None, :]
         return gx
 
     @staticmethod
-    def _step_numpy(at, gx_t, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
+    def _step_numpy(at, gx_t, b, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
                     has_next):
         """One step with numpy ufuncs (``at`` (4H, N) holds ``W_hc h~^T``):
         the compiled step's operations in its order, with ``np.tanh`` where
@@ -213,7 +213,7 @@ class LSTMLayer(RecurrentLayer):
         h = at.shape[0] // 4
         tanh = np.tanh
         half = at.dtype.type(0.5)
-        at += gx_t
+        at += gx_t + b[:, None]
         at[: 3 * h] *= half  # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on i, f, o
         tanh(at, out=at)
         at[: 3 * h] *= half
@@ -233,7 +233,7 @@ class LSTMLayer(RecurrentLayer):
         H, N), ``tc`` (T or 1, H, N), ``hc`` (T or 1, N, H); see
         cpu_kernels._lstm_seq_forward for ``keep``."""
         t_ = self.T
-        w_hc = self._weights()[3]
+        _w_xc, b_c, _w_s, w_hc = self._weights()
         gx = self._project_inputs(bottom)
         cont = bottom[1].data
         hout = top[0].data
@@ -241,11 +241,11 @@ class LSTMLayer(RecurrentLayer):
         np.multiply(init[0], cont[0][:, None], out=hc[0])
         cs[0] = init[1].T
         f32 = gx.dtype == np.float32
-        fns = cpu_kernels.sequence_blas(w_hc, gx, cont, acts, cs, tc, hc, hout, ht) \
-            if f32 else None
+        fns = cpu_kernels.sequence_blas(w_hc, gx, b_c, cont, acts, cs, tc, hc, hout,
+                                        ht) if f32 else None
         if fns is not None:  # the whole loop compiled, numpy's BLAS called from it
-            cpu_kernels.lstm_seq_forward(fns, w_hc, gx, cont, acts, cs, tc, hc, hout,
-                                         ht, keep)
+            cpu_kernels.lstm_seq_forward(fns, w_hc, gx, b_c, cont, acts, cs, tc, hc,
+                                         hout, ht, keep)
             return
         fast = f32 and cpu_kernels.usable(np, gx, cont, cs, hout)
         for t in range(t_):
@@ -259,10 +259,10 @@ class LSTMLayer(RecurrentLayer):
                 c_prev, c = cs[t % 2], cs[(t + 1) % 2]
             blas.matmul(w_hc, src.T, out=at)
             if fast:
-                cpu_kernels.lstm_forward_step(at, gx, t, c_prev, c, tct, ht, hout[t],
-                                              dst, cont[t], cont[tn], nxt)
+                cpu_kernels.lstm_forward_step(at, gx, b_c, t, c_prev, c, tct, ht,
+                                              hout[t], dst, cont[t], cont[tn], nxt)
             else:
-                self._step_numpy(at, gx[:, t], c_prev, c, tct, ht, hout[t], dst,
+                self._step_numpy(at, gx[:, t], b_c, c_prev, c, tct, ht, hout[t], dst,
                                  cont[t], cont[tn], nxt)
 
     def _forward_cpu(self, bottom, top, init):
@@ -334,8 +334,8 @@ class LSTMLayer(RecurrentLayer):
         if on:
             blas.matmul_acc(dg2, x2, blob.diff)
         blob, on = ppd["b_c"]
-        if on:
-            blob.diff += dg2.sum(axis=1)
+        if on:  # row sums as a GEMV: BLAS's threads, one read of dG
+            blob.diff += blas.matmul(dg2, np.ones((t_ * n, 1), dg2.dtype))[:, 0]
         if propagate_down[0]:
             blas.matmul(dg2.T, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
         if self.static_input:

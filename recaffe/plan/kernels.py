@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recaffe.backend import cpu_kernels
+
 #: An InnerProduct with at most this many rows and a weight of at least this
 #: many elements computes its forward as ``(W x^T)^T``. Measured (N=64,
 #: H=512, x (64, 512), W (2048, 512)): 1447 vs 1797 µs on 1 thread, 793 vs
@@ -87,6 +89,9 @@ def _activation_kernels(typ, b, t, pd, backward=True):
     # operand on every call, which costs as much as the operation here.
     half, one = np.array(0.5, dtype=y.dtype), np.array(1.0, dtype=y.dtype)
     multiply, add, subtract, tanh = np.multiply, np.add, np.subtract, np.tanh
+    arrays = [a for a in (x, y, dy, dx) if a is not None]
+    if cpu_kernels.usable(np, *arrays) and all(a.flags.c_contiguous for a in arrays):
+        return _compiled_activation(typ, x, y, dy, dx, backward)
     if typ == "Sigmoid":
         def fwd(_b, _t):
             multiply(x, half, out=y)
@@ -108,6 +113,41 @@ def _activation_kernels(typ, b, t, pd, backward=True):
                 multiply(y, y, out=scratch)
                 subtract(one, scratch, out=scratch)
                 multiply(dy, scratch, out=dx)
+    return fwd, bwd
+
+
+def _compiled_activation(typ, x, y, dy, dx, backward):
+    """Sigmoid / TanH as one compiled call per pass (recaffe.backend.cpu_kernels):
+    float32 Sigmoid forward with fast_math.tanh32, TanH forward ``np.tanh``;
+    backward the numpy closures' operations in their order (same bits)."""
+    one = y.dtype.type(1.0)
+    if typ == "Sigmoid" and y.dtype == np.float32:
+        sig = cpu_kernels.activation_kernel("sigmoid_forward32")
+        half = np.float32(0.5)
+
+        def fwd(_b, _t):
+            sig(x, y, half)
+    elif typ == "Sigmoid":
+        half = np.array(0.5, dtype=y.dtype)
+
+        def fwd(_b, _t):
+            np.multiply(x, half, out=y)
+            np.tanh(y, out=y)
+            np.multiply(y, half, out=y)
+            np.add(y, half, out=y)
+    else:
+        tanh = np.tanh
+
+        def fwd(_b, _t):
+            tanh(x, out=y)
+    if not backward:
+        return fwd, None
+    grad = cpu_kernels.activation_kernel(
+        "sigmoid_backward" if typ == "Sigmoid" else "tanh_backward")
+
+    def bwd(_t, _pd, _b):
+        if dx is not None:
+            grad(y, dy, dx, one)
     return fwd, bwd
 
 
