@@ -161,3 +161,71 @@ def test_activation_kernels_match_layer(monkeypatch, typ, dtype, compiled):
         np.testing.assert_array_equal(t[0].data, want)
     bwd(t, [True], b)
     np.testing.assert_array_equal(b[0].diff, want_dx)
+
+
+def _closure_vs_layer(ns_build, u, shapes, seed=2, force_backward=True):
+    """Forward/backward of layer ``u`` by the plan's closures against the
+    layer's own methods on the same inputs; returns both results."""
+    from recaffe.plan import kernels  # noqa: PLC0415
+
+    proto = ns_build()
+    proto.force_backward = force_backward
+    net = caffe.Net(proto, caffe.TRAIN)
+    r = np.random.default_rng(seed)
+    b, t = net.bottom_vecs[u], net.top_vecs[u]
+    for blob, shape in zip(b, shapes, strict=True):
+        blob.data[...] = r.uniform(-2, 2, shape)
+    layer = net.layers_list[u]
+    pd = net.bottom_need_backward[u]
+    out = []
+    for use_plan in (False, True):
+        for tb in t:
+            tb.data[...] = 0
+        for bb in b:
+            bb.diff[...] = 0
+        if use_plan:
+            fwd, bwd = kernels.layer_kernels(net, BlobGraph(net), u, {}, {}, np)
+            assert fwd is not None and bwd is not None
+            fwd(b, t)
+        else:
+            layer.forward(b, t)
+        rr = np.random.default_rng(seed + 1)
+        for tb in t:
+            tb.diff[...] = rr.uniform(-1, 1, tb.shape)
+        if use_plan:
+            bwd(t, pd, b)
+        else:
+            layer.backward(t, pd, b)
+        out.append([tb.data.copy() for tb in t] + [bb.diff.copy() for bb in b])
+    return out
+
+
+def test_lstm_unit_closure_equals_layer():
+    pytest.importorskip("numba")
+
+    def build():
+        ns = caffe.NetSpec()
+        ns.c, ns.x, ns.cont = L.Input(shape=[dict(dim=[1, 3, 5]), dict(dim=[1, 3, 20]),
+                                             dict(dim=[1, 3])], ntop=3)
+        ns.c1, ns.h1 = L.LSTMUnit(ns.c, ns.x, ns.cont, ntop=2)
+        return ns.to_proto()
+
+    layer_out, plan_out = _closure_vs_layer(build, 1, [(1, 3, 5), (1, 3, 20), (1, 3)])
+    for a, p in zip(layer_out, plan_out, strict=True):
+        np.testing.assert_array_equal(p, a)
+
+
+def test_scale_closure_equals_layer():
+    def build():
+        ns = caffe.NetSpec()
+        ns.x, ns.cont, ns.t = L.Input(shape=[dict(dim=[1, 4, 6]), dict(dim=[1, 4]),
+                                             dict(dim=[1, 4, 6])], ntop=3)
+        ns.h = L.InnerProduct(ns.x, num_output=6, axis=2)  # h needs a gradient
+        ns.y = L.Scale(ns.h, ns.cont, axis=0)  # cont (an Input) does not
+        ns.loss = L.EuclideanLoss(ns.y, ns.t)
+        return ns.to_proto()
+
+    layer_out, plan_out = _closure_vs_layer(build, 2, [(1, 4, 6), (1, 4)],
+                                            force_backward=False)
+    for a, p in zip(layer_out, plan_out, strict=True):
+        np.testing.assert_array_equal(p, a)

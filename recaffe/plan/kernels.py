@@ -20,13 +20,18 @@ import numpy as np
 
 from recaffe.backend import cpu_kernels
 
-#: An InnerProduct with at most this many rows and a weight of at least this
-#: many elements computes its forward as ``(W x^T)^T``. Measured (N=64,
-#: H=512, x (64, 512), W (2048, 512)): 1447 vs 1797 µs on 1 thread, 793 vs
-#: 902 µs on 2; at H=128 (32 x 128 by 512 x 128) it wins on 1 thread and loses
-#: on 2, and at H=16 it loses, hence the 2^20 weight elements.
+#: An InnerProduct computes its forward as ``(W x^T)^T`` (one transposed
+#: copy) when it has at most TRANSPOSED_MAX_ROWS rows and a weight of at least
+#: TRANSPOSED_MIN_WEIGHT elements, or at most SMALL_BATCH_ROWS rows and at
+#: least SMALL_BATCH_MIN_WEIGHT. Measured on 2 threads, x W^T vs (W x^T)^T in
+#: µs: x (64, 512) W (2048, 512) 902 vs 793; x (32, 128) W (512, 128) 44 vs 37;
+#: (64, 128) by (512, 128) 114 vs 75; (32, 64) by (256, 64) 13.1 vs 11.9; but
+#: (100, 128) by (128, 128) 28.7 vs 29.4, (100, 16) by (16, 16) 1.6 vs 3.0 and
+#: (256, 128) by (512, 128) 215 vs 301.
 TRANSPOSED_MAX_ROWS = 256
 TRANSPOSED_MIN_WEIGHT = 1 << 20
+SMALL_BATCH_ROWS = 64
+SMALL_BATCH_MIN_WEIGHT = 1 << 14
 
 
 def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
@@ -50,6 +55,11 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
         return slice_kernels(net, u, data_rows, diff_rows)
     if typ == "Sigmoid" or typ == "TanH":
         return _activation_kernels(typ, b, t, pd, backward)
+    if typ == "LSTMUnit":
+        return _lstm_unit_kernels(layer, b, t, pd, backward)
+    if typ == "Scale" and len(b) == 2 and not layer.bias_term and \
+            not (backward and pd[1]):
+        return _scale_kernels(layer, b, t, pd, backward)
     if typ == "Eltwise" and len(b) == 2 and layer.op == 1 and \
             layer.coeffs == [1.0, 1.0]:
         x0, x1, y = b[0].data, b[1].data, t[0].data
@@ -116,6 +126,64 @@ def _activation_kernels(typ, b, t, pd, backward=True):
     return fwd, bwd
 
 
+def _lstm_unit_kernels(layer, b, t, pd, backward=True):
+    """LSTMUnit on its arrays with the compiled CPU kernels (the layer's own
+    CPU path without its per-call checks and look-ups; same results)."""
+    c_prev, x, cont = b[0].data[0], b[1].data[0], b[2].data[0]
+    c, h = t[0].data[0], t[1].data[0]
+    arrays = [c_prev, x, cont, c, h]
+    want_c, want_x = bool(backward and pd[0]), bool(backward and pd[1])
+    if backward:
+        dc_top, dh_top = t[0].diff[0], t[1].diff[0]
+        arrays += [dc_top, dh_top] + [b[k].diff[0] for k in (0, 1) if pd[k]]
+    if not cpu_kernels.usable(np, *arrays):
+        return None, None
+    forward_only = getattr(layer, "forward_only", False) or not backward
+    acts, tc = layer._scratch(x, c_prev) if forward_only else \
+        layer._cpu_buffers(x, c_prev)
+    unit_forward = cpu_kernels.lstm_unit_forward
+    key = (x.shape, x.dtype)
+
+    def fwd(_b, _t):
+        unit_forward(x, c_prev, cont, acts, c, tc, h)
+        layer._saved = None if forward_only else key
+    if not backward:
+        return fwd, None
+    dc_prev = b[0].diff[0] if want_c else tc
+    dx = b[1].diff[0] if want_x else acts
+    dcont = b[2].diff if pd[2] else None
+    unit_backward = cpu_kernels.lstm_unit_backward
+
+    def bwd(_t, _pd, _b):
+        if dcont is not None:
+            dcont[...] = 0
+        if want_c or want_x:
+            unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
+                          want_x)
+    return fwd, bwd
+
+
+def _scale_kernels(layer, b, t, pd, backward=True):
+    """Scale of bottom[0] by bottom[1] (no bias, no gradient to the scale):
+    the layer's products on its arrays."""
+    outer, dim, inner = layer.dims
+    x = b[0].data.reshape(outer, dim, inner)
+    s = b[1].data.reshape(1, dim, 1)
+    y = t[0].data.reshape(outer, dim, inner)
+    multiply = np.multiply
+
+    def fwd(_b, _t):
+        multiply(x, s, out=y)
+    if not (backward and pd[0]):
+        return fwd, (lambda _t, _pd, _b: None) if backward else None
+    dy = t[0].diff.reshape(outer, dim, inner)
+    dx = b[0].diff.reshape(outer, dim, inner)
+
+    def bwd(_t, _pd, _b):
+        multiply(dy, s, out=dx)
+    return fwd, bwd
+
+
 def _compiled_activation(typ, x, y, dy, dx, backward):
     """Sigmoid / TanH as one compiled call per pass (recaffe.backend.cpu_kernels):
     float32 Sigmoid forward with fast_math.tanh32, TanH forward ``np.tanh``;
@@ -175,7 +243,9 @@ def ip_kernels(layer, b, t, pd, backward=True):
     dot = np.dot
     ones = np.ones(M, dtype=x.dtype)
     add_bias = bias_adder(y, M, N) if bias else None
-    if not transpose and M <= TRANSPOSED_MAX_ROWS and N * K >= TRANSPOSED_MIN_WEIGHT:
+    if not transpose and (
+            (M <= TRANSPOSED_MAX_ROWS and N * K >= TRANSPOSED_MIN_WEIGHT)
+            or (M <= SMALL_BATCH_ROWS and N * K >= SMALL_BATCH_MIN_WEIGHT)):
         # A recurrent step's product with a large weight: W x^T (the weight as
         # stored) and one transposed copy beat x W^T (the same dot products).
         yt = np.empty((N, M), dtype=y.dtype)
