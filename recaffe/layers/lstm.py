@@ -120,7 +120,7 @@ class LSTMLayer(RecurrentLayer):
         shape = (4 * h, t, n) if xp is np else (t, n, 4 * h)
         if self.buffer_fits(getattr(self, "_gx", None), shape, dtype):
             return
-        self._gx = xp.zeros(shape, dtype=dtype)    # W_xc x_t + b_c, then dG
+        self._gx = xp.zeros(shape, dtype=dtype)    # the input projection, then dG
         if xp is np:
             self._ht = np.zeros((h, n), dtype=dtype)      # h_t, before (N, H)
         else:
