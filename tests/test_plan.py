@@ -472,3 +472,36 @@ def test_forward_only_net_allocates_no_diffs(plan_env):
     for name in plain.blobs:
         np.testing.assert_allclose(planned.blobs[name].data, plain.blobs[name].data,
                                    rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_fused_sum_sigmoid_steps_equal_single_steps(plan_env, monkeypatch):
+    """The talk's net: each step's Eltwise SUM + Sigmoid forward and Split +
+    Sigmoid backward run as one compiled call each (numba installed), with
+    the same bits as the single small-layer kernels; per-layer timing still
+    runs the steps one by one."""
+    pytest.importorskip("numba")
+    from recaffe.plan import steps  # noqa: PLC0415
+
+    param = _manual_net(5, 4, 3)
+    fused, single = _build(param), _build(param)
+    lf = _run(fused, plan_env, True, iters=3)
+    names = {f.__qualname__ for f, _b, _t in fused.plan.fwd}
+    assert "_bound.<locals>.run" in names
+    assert any(f.__qualname__ == "_bound_back.<locals>.run"
+               for f, *_ in fused.plan.bwd)
+    n_fused = sum(f.__qualname__ == "_bound.<locals>.run"
+                  for f, _b, _t in fused.plan.fwd)
+    assert n_fused == 5  # one per time step
+    monkeypatch.setattr(steps, "fuse_sum_sigmoid", lambda *a: None)
+    monkeypatch.setattr(steps, "fuse_split_sigmoid_backward", lambda *a: None)
+    ls = _run(single, plan_env, True, iters=3)
+    assert not any(f.__qualname__ == "_bound.<locals>.run"
+                   for f, _b, _t in single.plan.fwd)
+    assert lf == ls
+    for name in fused.blobs:
+        np.testing.assert_array_equal(fused.blobs[name].data, single.blobs[name].data,
+                                      err_msg=name)
+        np.testing.assert_array_equal(fused.blobs[name].diff, single.blobs[name].diff,
+                                      err_msg=name)
+    fwd_t, bwd_t = fused.plan.timed_pass()
+    assert len(fwd_t) == len(bwd_t) == len(fused.plan.fwd_single) == len(fused.plan.fwd)

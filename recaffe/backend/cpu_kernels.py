@@ -201,6 +201,26 @@ def _sigmoid_backward(y, dy, dx, one):
         xf[i] = gf[i] * ((one - yf[i]) * yf[i])
 
 
+def _sum_sigmoid32(x0, x1, z, a, half):
+    """z = x0 + x1 and a = sigmoid(z) (0.5 tanh32(z / 2) + 0.5), float32."""
+    x0f, x1f = x0.reshape(-1), x1.reshape(-1)
+    zf, af = z.reshape(-1), a.reshape(-1)
+    for i in range(zf.size):
+        zz = x0f[i] + x1f[i]
+        zf[i] = zz
+        af[i] = tanh32(zz * half) * half + half
+
+
+def _split_sigmoid_backward(d0, d1, dy, y, dx, one):
+    """dy = d0 + d1 (a two-top Split's backward), then dx = dy ((1 - y) y)."""
+    d0f, d1f = d0.reshape(-1), d1.reshape(-1)
+    dyf, yf, dxf = dy.reshape(-1), y.reshape(-1), dx.reshape(-1)
+    for i in range(yf.size):
+        g = d0f[i] + d1f[i]
+        dyf[i] = g
+        dxf[i] = g * ((one - yf[i]) * yf[i])
+
+
 def _tanh_backward(y, dy, dx, one):
     """dx = dy (1 - y y), the numpy path's order."""
     yf = y.reshape(-1)
@@ -444,6 +464,8 @@ _PY = {
     "sigmoid_forward32": _sigmoid_forward32,
     "sigmoid_backward": _sigmoid_backward,
     "tanh_backward": _tanh_backward,
+    "sum_sigmoid32": _sum_sigmoid32,
+    "split_sigmoid_backward": _split_sigmoid_backward,
 }
 
 
@@ -583,9 +605,10 @@ def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> 
 
 
 def activation_kernel(name: str):
-    """The compiled ``sigmoid_forward32``, ``sigmoid_backward`` or
-    ``tanh_backward`` itself, for callers that bind it once and call it every
-    step (no wrapper: a call is about 1 µs where numpy's four ufunc calls for
-    a small sigmoid are about 2)."""
+    """The compiled ``sigmoid_forward32``, ``sigmoid_backward``,
+    ``tanh_backward``, ``sum_sigmoid32`` or ``split_sigmoid_backward`` itself,
+    for callers that bind it once and call it every step (no wrapper: a call
+    is about 1 µs where numpy's four ufunc calls for a small sigmoid are
+    about 2)."""
     _bind_helpers()
     return _get(name, 0)

@@ -51,6 +51,7 @@ class ExecutionPlan:
         steps = Steps(self.net, self.graph, self.order, self.groups, self.layout,
                       self.xp, chain_bwd, self)
         self.fwd, self.bwd, self.bwd_steps = steps.fwd, steps.bwd, steps.bwd_steps
+        self.fwd_single, self.bwd_single = steps.fwd_single, steps.bwd_single
         self.watch = steps.watch
         self.loss = 0.0
 
@@ -120,12 +121,12 @@ class ExecutionPlan:
         fwd_t = [0.0] * len(self.fwd)
         bwd_t = [0.0] * len(self.fwd)
         self.loss = 0.0
-        for k, (f, b, t) in enumerate(self.fwd):
+        for k, (f, b, t) in enumerate(self.fwd_single):
             t0 = perf_counter()
             f(b, t)
             sync()
             fwd_t[k] = perf_counter() - t0
-        for (f, t, pd, b), k in zip(self.bwd, self.bwd_steps, strict=True):
+        for (f, t, pd, b), k in zip(self.bwd_single, self.bwd_steps, strict=True):
             t0 = perf_counter()
             f(t, pd, b)
             sync()

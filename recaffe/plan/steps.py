@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recaffe.backend import cpu_kernels
 from recaffe.plan import kernels
 from recaffe.plan.watch import PURE_RESHAPE, ShapeWatch, reshaping_forward
 
@@ -26,6 +27,8 @@ class Steps:
         fwd, bwd = [], []
         bwd_steps: list[int] = []
         self.watch = ShapeWatch()
+        # Per entry: the layer whose small-layer kernel it is, else None.
+        fwd_kernel, bwd_kernel = [], []
         for u in order:
             if u < 0:
                 g = groups[-u - 1]
@@ -33,14 +36,17 @@ class Steps:
                 kf, kb = group_kernels(g, pd, xp,
                                        bool(net.layer_need_backward[g.members[0]]))
                 fwd.append((group_forward(g, kf, xp), g.pb, g.pt))
+                fwd_kernel.append(None)
                 if net.layer_need_backward[g.members[0]]:
                     bwd.append((group_backward(g, kb), g.pt, pd, g.pb))
+                    bwd_kernel.append(None)
                     bwd_steps.append(len(fwd) - 1)
                 continue
             layer = net.layers_list[u]
             b, t = net.bottom_vecs[u], net.top_vecs[u]
             if u in layout.viewed_slices:  # its tops are views: nothing to do
                 fwd.append((_nothing, b, t))
+                fwd_kernel.append(None)
                 continue
             losses = [(tb, w) for tb, w in zip(t, layer.loss_weights, strict=False)
                       if w != 0]
@@ -48,6 +54,7 @@ class Steps:
             if not pure:
                 self.watch.add(t)
             kf, kb = self._kernels(u) if pure and not losses else (None, None)
+            fwd_kernel.append(u if kf is not None else None)
             if kf is not None:
                 fwd.append((kf, b, t))
             elif pure and not losses:
@@ -58,11 +65,19 @@ class Steps:
                 fwd.append((reshaping_forward(layer, t, losses, sink, xp), b, t))
             if net.layer_need_backward[u] and u not in layout.aliased_sums:
                 f = chain_bwd.get(u) or (kb if kf is not None else None)
+                bwd_kernel.append(u if f is not None and f is kb else None)
                 f = f or layer.backward
                 bwd.append((f, t, net.bottom_need_backward[u], b))
                 bwd_steps.append(len(fwd) - 1)
         bwd.reverse()
         bwd_steps.reverse()
+        bwd_kernel.reverse()
+        #: The steps one by one, for per-layer timing (``fwd``/``bwd`` may
+        #: run two neighbouring layers in one call).
+        self.fwd_single, self.bwd_single = list(fwd), list(bwd)
+        if xp is np:
+            fuse_sum_sigmoid(net, fwd, fwd_kernel)
+            fuse_split_sigmoid_backward(net, bwd, bwd_kernel)
         self.fwd, self.bwd, self.bwd_steps = fwd, bwd, bwd_steps
 
     def _kernels(self, u):
@@ -73,6 +88,81 @@ class Steps:
 
 def _nothing(_b, _t):
     return None
+
+
+def _nothing_back(_t, _pd, _b):
+    return None
+
+
+def _bound(kernel, *args):
+    """A forward step calling ``kernel(*args)``."""
+    def run(_b, _t):
+        kernel(*args)
+    return run
+
+
+def _bound_back(kernel, *args):
+    """A backward step calling ``kernel(*args)``."""
+    def run(_t, _pd, _b):
+        kernel(*args)
+    return run
+
+
+def _fusable(arrays) -> bool:
+    """float32 numpy arrays of one shape, C-contiguous, with the compiled
+    kernels enabled."""
+    return (cpu_kernels.usable(np, *arrays) and arrays[0].dtype == np.float32
+            and all(a.flags.c_contiguous and a.shape == arrays[0].shape
+                    for a in arrays))
+
+
+def fuse_sum_sigmoid(net, fwd, fwd_kernel) -> None:
+    """An ``Eltwise`` SUM of two bottoms whose top only a ``Sigmoid`` reads
+    next (a vanilla RNN step: ``a = sigmoid(W_x x + W_h h)``), both as
+    small-layer kernels: one compiled call writes the sum and the sigmoid
+    (the same operations as the two kernels, so the same bits). The
+    Sigmoid's entry becomes a no-op; indices are unchanged."""
+    for i in range(len(fwd) - 1):
+        u2, u3 = fwd_kernel[i], fwd_kernel[i + 1]
+        if u2 is None or u3 is None:
+            continue
+        l2, l3 = net.layers_list[u2], net.layers_list[u3]
+        if l2.type != "Eltwise" or l3.type != "Sigmoid" or \
+                net.bottom_ids[u3] != net.top_ids[u2] or len(net.bottom_vecs[u2]) != 2:
+            continue
+        x0, x1 = (bb.data for bb in net.bottom_vecs[u2])
+        z, a = net.top_vecs[u2][0].data, net.top_vecs[u3][0].data
+        if not _fusable([x0, x1, z, a]):
+            continue
+        fwd[i] = (_bound(cpu_kernels.activation_kernel("sum_sigmoid32"), x0, x1, z, a,
+                         np.float32(0.5)), fwd[i][1], fwd[i][2])
+        fwd[i + 1] = (_nothing, fwd[i + 1][1], fwd[i + 1][2])
+
+
+def fuse_split_sigmoid_backward(net, bwd, bwd_kernel) -> None:
+    """Backward of a two-top ``Split`` of a ``Sigmoid``'s top followed by the
+    Sigmoid's backward, both small-layer kernels: one compiled call sums the
+    two diffs into the Sigmoid's top diff and writes its bottom diff (the
+    same operations as the two kernels, so the same bits)."""
+    for i in range(len(bwd) - 1):
+        us, u3 = bwd_kernel[i], bwd_kernel[i + 1]
+        if us is None or u3 is None:
+            continue
+        ls, l3 = net.layers_list[us], net.layers_list[u3]
+        if ls.type != "Split" or l3.type != "Sigmoid" or \
+                net.bottom_ids[us] != net.top_ids[u3] or len(net.top_vecs[us]) != 2 \
+                or not net.bottom_need_backward[us][0] \
+                or not net.bottom_need_backward[u3][0]:
+            continue
+        d0, d1 = (tb.diff for tb in net.top_vecs[us])
+        dy, y = net.top_vecs[u3][0].diff, net.top_vecs[u3][0].data
+        dx = net.bottom_vecs[u3][0].diff
+        if not _fusable([d0, d1, dy, y, dx]):
+            continue
+        kernel = cpu_kernels.activation_kernel("split_sigmoid_backward")
+        bwd[i] = (_bound_back(kernel, d0, d1, dy, y, dx, np.float32(1.0)),
+                  *bwd[i][1:])
+        bwd[i + 1] = (_nothing_back, *bwd[i + 1][1:])
 
 
 def pure_loss_forward(layer, losses, sink, xp):
