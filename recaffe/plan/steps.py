@@ -116,19 +116,27 @@ def _fusable(arrays) -> bool:
                     for a in arrays))
 
 
+def _kernel_pairs(net, kinds, first: str, second: str):
+    """``(i, u, v)`` for neighbouring entries ``i``, ``i + 1`` that are the
+    small-layer kernels of a ``first``-type layer ``u`` and a ``second``-type
+    layer ``v``."""
+    for i in range(len(kinds) - 1):
+        u, v = kinds[i], kinds[i + 1]
+        if u is not None and v is not None and \
+                net.layers_list[u].type == first and net.layers_list[v].type == second:
+            yield i, u, v
+
+
 def fuse_sum_sigmoid(net, fwd, fwd_kernel) -> None:
     """An ``Eltwise`` SUM of two bottoms whose top only a ``Sigmoid`` reads
     next (a vanilla RNN step: ``a = sigmoid(W_x x + W_h h)``), both as
     small-layer kernels: one compiled call writes the sum and the sigmoid
     (the same operations as the two kernels, so the same bits). The
     Sigmoid's entry becomes a no-op; indices are unchanged."""
-    for i in range(len(fwd) - 1):
-        u2, u3 = fwd_kernel[i], fwd_kernel[i + 1]
-        if u2 is None or u3 is None:
-            continue
-        l2, l3 = net.layers_list[u2], net.layers_list[u3]
-        if l2.type != "Eltwise" or l3.type != "Sigmoid" or \
-                net.bottom_ids[u3] != net.top_ids[u2] or len(net.bottom_vecs[u2]) != 2:
+    for i, u2, u3 in _kernel_pairs(net, fwd_kernel, "Eltwise", "Sigmoid"):
+        l2 = net.layers_list[u2]
+        if net.bottom_ids[u3] != net.top_ids[u2] or len(net.bottom_vecs[u2]) != 2 \
+                or l2.op != 1 or l2.coeffs != [1.0, 1.0]:
             continue
         x0, x1 = (bb.data for bb in net.bottom_vecs[u2])
         z, a = net.top_vecs[u2][0].data, net.top_vecs[u3][0].data
@@ -144,13 +152,8 @@ def fuse_split_sigmoid_backward(net, bwd, bwd_kernel) -> None:
     Sigmoid's backward, both small-layer kernels: one compiled call sums the
     two diffs into the Sigmoid's top diff and writes its bottom diff (the
     same operations as the two kernels, so the same bits)."""
-    for i in range(len(bwd) - 1):
-        us, u3 = bwd_kernel[i], bwd_kernel[i + 1]
-        if us is None or u3 is None:
-            continue
-        ls, l3 = net.layers_list[us], net.layers_list[u3]
-        if ls.type != "Split" or l3.type != "Sigmoid" or \
-                net.bottom_ids[us] != net.top_ids[u3] or len(net.top_vecs[us]) != 2 \
+    for i, us, u3 in _kernel_pairs(net, bwd_kernel, "Split", "Sigmoid"):
+        if net.bottom_ids[us] != net.top_ids[u3] or len(net.top_vecs[us]) != 2 \
                 or not net.bottom_need_backward[us][0] \
                 or not net.bottom_need_backward[u3][0]:
             continue
