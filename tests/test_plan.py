@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from shared_nets import talk_manual_net
 
 import recaffe as caffe
 from recaffe import layers as L
@@ -76,43 +77,8 @@ def _compare(param, set_plan, iters=2, feed=_fill_inputs, min_batched=1):
     return plain, planned
 
 
-def _manual_net(T, N, H, in_place_relu=False):
-    """The talk's hand-unrolled net with Input layers, built here."""
-    ns = caffe.NetSpec()
-    ns.data, ns.label = L.Input(shape=[dict(dim=[N, 1, 1, 2 * T]),
-                                       dict(dim=[N, T])], ntop=2)
-    X = L.Slice(ns.data, name="X", ntop=T,
-                slice_param=dict(axis=3, slice_point=list(range(2, 2 * T, 2))))
-    ns.H = L.DummyData(dummy_data_param=dict(shape=dict(dim=[N, 1, H]),
-                                             data_filler=dict(type="constant")))
-    outs = []
-    for t in range(T):
-        s = str(t + 1)
-        zx = L.InnerProduct(X[t], param=[dict(name="WX"), dict(name="bX")],
-                            num_output=H, weight_filler=dict(type="xavier"),
-                            bias_filler=dict(type="gaussian", std=0.1))
-        setattr(ns, "zX" + s, zx)
-        zh = L.InnerProduct(ns.H, param=dict(name="WH"), bias_term=False,
-                            num_output=H, weight_filler=dict(type="xavier"))
-        setattr(ns, "zH" + s, zh)
-        z = L.Eltwise(zx, zh, eltwise_param=dict(operation=P.Eltwise.SUM))
-        setattr(ns, "z" + s, z)
-        a = L.Sigmoid(z)
-        setattr(ns, "a" + s, a)
-        o = L.InnerProduct(a, param=[dict(name="WO"), dict(name="bO")], num_output=1,
-                           weight_filler=dict(type="xavier"))
-        if in_place_relu:
-            o = L.ReLU(o, in_place=True)
-        setattr(ns, "out" + s, o)
-        outs.append(o)
-        ns.H = a
-    ns.output = L.Concat(*outs, concat_param=dict(axis=1))
-    ns.loss = L.EuclideanLoss(ns.output, ns.label)
-    return ns.to_proto()
-
-
 def test_manual_unrolled_net_matches_plain(plan_env):
-    _, planned = _compare(_manual_net(6, 5, 4), plan_env, min_batched=2)
+    _, planned = _compare(talk_manual_net(6, 5, 4), plan_env, min_batched=2)
     text = planned.plan.describe()
     assert "batched InnerProduct x6" in text
     # The recurrent path stays a loop: one zH step per time step.
@@ -120,7 +86,7 @@ def test_manual_unrolled_net_matches_plain(plan_env):
 
 
 def test_in_place_consumer_of_batched_tops(plan_env):
-    _compare(_manual_net(4, 3, 5, in_place_relu=True), plan_env, iters=3)
+    _compare(talk_manual_net(4, 3, 5, in_place_relu=True), plan_env, iters=3)
 
 
 def test_talk_example_net_with_hdf5_data(plan_env, tmp_path):
@@ -213,7 +179,7 @@ def test_prototxt_text_roundtrip_and_reshape_invalidates(plan_env):
 
 
 def test_disabled_callbacks_and_partial_ranges(plan_env):
-    param = _manual_net(4, 3, 2)
+    param = talk_manual_net(4, 3, 2)
     plan_env(True)
     net = _build(param)
     _fill_inputs(net)
@@ -250,7 +216,7 @@ def test_disabled_callbacks_and_partial_ranges(plan_env):
 
 def test_debug_info_uses_plain_loop(plan_env):
     plan_env(True)
-    net = _build(_manual_net(3, 2, 2))
+    net = _build(talk_manual_net(3, 2, 2))
     _fill_inputs(net)
     net.debug_info = True
     net.forward()
@@ -258,7 +224,7 @@ def test_debug_info_uses_plain_loop(plan_env):
 
 
 def test_solver_training_matches(plan_env, tmp_path):
-    param = _manual_net(4, 6, 5)
+    param = talk_manual_net(4, 6, 5)
     net_file = tmp_path / "net.prototxt"
     net_file.write_text(str(param))
     solver_file = tmp_path / "solver.prototxt"
@@ -281,7 +247,7 @@ def test_deferred_recurrent_weight_gradients(plan_env, monkeypatch):
     from recaffe.plan import ExecutionPlan  # noqa: PLC0415
 
     monkeypatch.setattr(ExecutionPlan, "defer_weight_grads", True)
-    _, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    _, planned = _compare(talk_manual_net(5, 4, 3), plan_env, iters=3)
     # zH1 reads the (N, 1, H) initial state, zH2..zH5 the (N, H) hidden ones.
     assert [len(c) for c in planned.plan.chains] == [4]
 
@@ -296,7 +262,7 @@ def _assert_same_diffs(a, b, names=None):
 def test_recurrent_path_kernels(plan_env):
     """Eltwise SUM diffs shared, recurrent weight gradients over stacked rows,
     members stacked in time order; every blob diff as in the plain loop."""
-    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    plain, planned = _compare(talk_manual_net(5, 4, 3), plan_env, iters=3)
     plan = planned.plan
     net = planned
     assert [net.layer_names[u] for u in sorted(plan.aliased_sums)] == [
@@ -327,7 +293,7 @@ def test_old_deferred_weight_gradients_path(plan_env, monkeypatch):
     monkeypatch.setattr(ExecutionPlan, "defer_weight_grads", True)
     monkeypatch.setattr(ExecutionPlan, "_chain_rows_backward",
                         lambda self, members: None)
-    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    plain, planned = _compare(talk_manual_net(5, 4, 3), plan_env, iters=3)
     assert planned.plan.row_chains == []
     _assert_same_diffs(plain, planned)
 
@@ -447,14 +413,14 @@ def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
     from recaffe.plan import kernels  # noqa: PLC0415
 
     monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
-    plain, planned = _compare(_manual_net(5, 4, 3), plan_env, iters=3)
+    plain, planned = _compare(talk_manual_net(5, 4, 3), plan_env, iters=3)
     _assert_same_diffs(plain, planned)
 
 
 def test_forward_only_net_allocates_no_diffs(plan_env):
     """A TEST net without a loss: the plan runs no backward and creates no diff
     arrays (they are lazy), neither stacked nor per blob; results as plain."""
-    param = _manual_net(5, 4, 3)
+    param = talk_manual_net(5, 4, 3)
     del param.layer[-1]  # the loss
     plan_env(True)
     caffe.set_random_seed(0)
@@ -482,7 +448,7 @@ def test_fused_sum_sigmoid_steps_equal_single_steps(plan_env, monkeypatch):
     pytest.importorskip("numba")
     from recaffe.plan import steps  # noqa: PLC0415
 
-    param = _manual_net(5, 4, 3)
+    param = talk_manual_net(5, 4, 3)
     fused, single = _build(param), _build(param)
     lf = _run(fused, plan_env, True, iters=3)
     names = {f.__qualname__ for f, _b, _t in fused.plan.fwd}

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from shared_nets import DEPLOY, deploy_net, deploy_ref
 
 import recaffe
 import recaffe as caffe
@@ -268,31 +269,19 @@ def test_callbacks(net):
 
 # -- forward/backward with inputs, batching ------------------------------------------
 
-DEPLOY = """name: 'deploy' force_backward: true
-layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 3 } } }
-layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y'
-  inner_product_param { num_output: 2 weight_filler { type: 'gaussian' std: 1 }
-  bias_filler { type: 'gaussian' std: 1 } } }
-"""
 
 
 @pytest.fixture
 def deploy(tmp_path):
-    path = tmp_path / "deploy.prototxt"
-    path.write_text(DEPLOY)
-    caffe.set_random_seed(5)
-    return caffe.Net(str(path), caffe.TEST)
+    return deploy_net(tmp_path)
 
-
-def _ref(net, x):
-    return x @ net.params["ip"][0].data.T + net.params["ip"][1].data
 
 
 def test_forward_kwargs_checks(deploy):
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     out = deploy.forward(x=x)
     assert set(out) == {"y"}
-    np.testing.assert_allclose(out["y"], _ref(deploy, x), rtol=1e-5)
+    np.testing.assert_allclose(out["y"], deploy_ref(deploy, x), rtol=1e-5)
     assert out["y"] is deploy.blobs["y"].data  # a live view
     with pytest.raises(Exception, match="Input blob arguments do not match net inputs"):
         deploy.forward(z=x)
@@ -317,7 +306,7 @@ def test_forward_all_pads_and_strips(deploy):
     x = np.random.default_rng(3).standard_normal((10, 3)).astype(np.float32)
     out = deploy.forward_all(x=x)
     assert out["y"].shape == (10, 2)
-    np.testing.assert_allclose(out["y"], _ref(deploy, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["y"], deploy_ref(deploy, x), rtol=1e-5, atol=1e-5)
     out = deploy.forward_all(blobs=["x"], x=x)
     np.testing.assert_allclose(out["x"], x)
 

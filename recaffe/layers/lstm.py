@@ -143,6 +143,7 @@ class LSTMLayer(RecurrentLayer):
                 self._dht = np.zeros((h, n), dtype=dtype)     # W_hc^T dG_{t+1}
                 self._dc = np.zeros((h, n), dtype=dtype)
                 self._dtt = np.zeros((h, n), dtype=dtype)     # the top's diff^T
+                self._ones = np.ones((t * n, 1), dtype=dtype)  # db = dG 1
                 return
             self._acts = xp.zeros((t, n, 4 * h), dtype=dtype)  # i, f (with cont), o, g
             self._hs = xp.zeros((t + 1, n, h), dtype=dtype)    # h_0 .. h_T
@@ -157,11 +158,6 @@ class LSTMLayer(RecurrentLayer):
         if self.static_input:
             return b
         return b[:2] + [None] + b[2:]
-
-    def _grad_flags(self):
-        return dict(zip((name for name, _, _ in self.param_specs()),
-                        zip(self.blobs, self.param_propagate_down, strict=True),
-                        strict=True))
 
     def fused_forward(self, bottom, top, init):
         if self.xp is np and getattr(self, "forward_only", False):
@@ -319,57 +315,40 @@ class LSTMLayer(RecurrentLayer):
                     np.multiply(dcv, f, out=dc)
                 if t > 0:
                     blas.matmul(w_hc.T, dg[:, t], out=dht)
-        self._param_grads_gm(dg, propagate_down, bottom, w_xc, w_s)
+        dg2 = dg.reshape(4 * h, t_ * self.N)
+        # row sums as a GEMV: BLAS's threads, one read of dG
+        db = blas.matmul(dg2, self._ones)[:, 0]
+        ds_rows = dg.sum(axis=1).T if self.static_input else None
+        self._param_grads(dg2.T, db, ds_rows, propagate_down, bottom, w_xc, w_s)
 
-    def _param_grads_gm(self, dg, propagate_down, bottom, w_xc, w_s):
-        """Parameter and bottom gradients from ``dg`` (4H, T, N)."""
+    def _param_grads(self, dg_rows, db, ds_rows, propagate_down, bottom, w_xc, w_s):
+        """Parameter and bottom gradients from the gate-input gradients as
+        ``dg_rows`` (T N, 4H) (a view of either layout), their sum over rows
+        ``db`` (4H,) and, with a static input, their sum over time ``ds_rows``
+        (N, 4H)."""
         t_, n, h = self.T, self.N, self.H
-        ppd = self._grad_flags()
-        dg2 = dg.reshape(4 * h, t_ * n)
+        ppd = dict(zip((name for name, _, _ in self.param_specs()),
+                       zip(self.blobs, self.param_propagate_down, strict=True),
+                       strict=True))
         blob, on = ppd["W_hc"]
         if on:
-            blas.matmul_acc(dg2, self._hc.reshape(t_ * n, h), blob.diff)
-        x2 = bottom[0].data.reshape(t_ * n, self.Dx)
+            blas.matmul_acc(dg_rows.T, self._hc.reshape(t_ * n, h), blob.diff)
         blob, on = ppd["W_xc"]
         if on:
-            blas.matmul_acc(dg2, x2, blob.diff)
-        blob, on = ppd["b_c"]
-        if on:  # row sums as a GEMV: BLAS's threads, one read of dG
-            blob.diff += blas.matmul(dg2, np.ones((t_ * n, 1), dg2.dtype))[:, 0]
-        if propagate_down[0]:
-            blas.matmul(dg2.T, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
-        if self.static_input:
-            ds = dg.sum(axis=1)  # (4H, N)
-            blob, on = ppd["W_xc_static"]
-            if on:
-                blas.matmul_acc(ds, bottom[2].data.reshape(n, self.Ds), blob.diff)
-            if propagate_down[2]:
-                blas.matmul(ds.T, w_s, out=bottom[2].diff.reshape(n, self.Ds))
-
-    def _param_grads_tm(self, dg, propagate_down, bottom, ppd, w_xc, w_s):
-        """Parameter and bottom gradients from ``dg`` (T, N, 4H) (time-major)."""
-        t_, n, h = self.T, self.N, self.H
-        hc = self._hc
-        dg2 = dg.reshape(t_ * n, 4 * h)
-        blob, on = ppd["W_hc"]
-        if on:
-            blas.matmul_acc(dg2.T, hc.reshape(t_ * n, h), blob.diff)
-        x2 = bottom[0].data.reshape(t_ * n, self.Dx)
-        blob, on = ppd["W_xc"]
-        if on:
-            blas.matmul_acc(dg2.T, x2, blob.diff)
+            blas.matmul_acc(dg_rows.T, bottom[0].data.reshape(t_ * n, self.Dx),
+                            blob.diff)
         blob, on = ppd["b_c"]
         if on:
-            blob.diff += dg2.sum(axis=0)
+            blob.diff += db
         if propagate_down[0]:
-            blas.matmul(dg2, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
+            blas.matmul(dg_rows, w_xc, out=bottom[0].diff.reshape(t_ * n, self.Dx))
         if self.static_input:
-            ds = dg.sum(axis=0)
             blob, on = ppd["W_xc_static"]
             if on:
-                blas.matmul_acc(ds.T, bottom[2].data.reshape(n, self.Ds), blob.diff)
+                blas.matmul_acc(ds_rows.T, bottom[2].data.reshape(n, self.Ds),
+                                blob.diff)
             if propagate_down[2]:
-                blas.matmul(ds, w_s, out=bottom[2].diff.reshape(n, self.Ds))
+                blas.matmul(ds_rows, w_s, out=bottom[2].diff.reshape(n, self.Ds))
 
     # -- other array modules: time-major layout ----------------------------------------
     def _forward_generic(self, bottom, top, init):
@@ -416,7 +395,6 @@ class LSTMLayer(RecurrentLayer):
         xp = self.xp
         t_, h = self.T, self.H
         w_xc, _b_c, w_s, w_hc = self._weights()
-        ppd = self._grad_flags()
         acts, cs, tc = self._acts, self._cs, self._tc
         dg = self._gx  # reused: holds dL/d(gate inputs)
         dh_next, dc_next = self._dh, self._dc
@@ -447,4 +425,7 @@ class LSTMLayer(RecurrentLayer):
             if t > 0:
                 blas.matmul(dgt, w_hc, out=dh_next)
                 dh_next *= cont[t][:, None]
-        self._param_grads_tm(dg, propagate_down, bottom, ppd, w_xc, w_s)
+        dg2 = dg.reshape(t_ * self.N, 4 * h)
+        ds_rows = dg.sum(axis=0) if self.static_input else None
+        self._param_grads(dg2, dg2.sum(axis=0), ds_rows, propagate_down, bottom, w_xc,
+                          w_s)

@@ -90,39 +90,62 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
 
 def _activation_kernels(typ, b, t, pd, backward=True):
     x, y = b[0].data, t[0].data
-    if backward:
-        dy, dx = t[0].diff, (b[0].diff if pd[0] else None)
-        scratch = np.empty_like(y)
-    else:
-        dy = dx = scratch = None
+    dy, dx = (t[0].diff, b[0].diff if pd[0] else None) if backward else (None, None)
     # 0-d operands of the arrays' dtype: numpy converts a Python float
     # operand on every call, which costs as much as the operation here.
     half, one = np.array(0.5, dtype=y.dtype), np.array(1.0, dtype=y.dtype)
     multiply, add, subtract, tanh = np.multiply, np.add, np.subtract, np.tanh
-    arrays = [a for a in (x, y, dy, dx) if a is not None]
-    if cpu_kernels.usable(np, *arrays) and all(a.flags.c_contiguous for a in arrays):
-        return _compiled_activation(typ, x, y, dy, dx, backward)
     if typ == "Sigmoid":
         def fwd(_b, _t):
             multiply(x, half, out=y)
             tanh(y, out=y)
             multiply(y, half, out=y)
             add(y, half, out=y)
-
+    else:
+        def fwd(_b, _t):
+            tanh(x, out=y)
+    arrays = [a for a in (x, y, dy, dx) if a is not None]
+    if cpu_kernels.usable(np, *arrays) and all(a.flags.c_contiguous for a in arrays):
+        return _compiled_activation(typ, x, y, dy, dx, backward, fwd)
+    if not backward:
+        return fwd, None
+    scratch = np.empty_like(y)
+    if typ == "Sigmoid":
         def bwd(_t, _pd, _b):
             if dx is not None:  # dy * y * (1 - y)
                 subtract(one, y, out=scratch)
                 multiply(scratch, y, out=scratch)
                 multiply(dy, scratch, out=dx)
     else:
-        def fwd(_b, _t):
-            tanh(x, out=y)
-
         def bwd(_t, _pd, _b):
             if dx is not None:  # dy * (1 - y^2)
                 multiply(y, y, out=scratch)
                 subtract(one, scratch, out=scratch)
                 multiply(dy, scratch, out=dx)
+    return fwd, bwd
+
+
+def _compiled_activation(typ, x, y, dy, dx, backward, numpy_fwd):
+    """Sigmoid / TanH with one compiled call per pass (recaffe.backend.cpu_kernels):
+    a float32 Sigmoid forward with fast_math.tanh32 (other forwards stay
+    ``numpy_fwd``); backward the numpy closures' operations in their order
+    (same bits)."""
+    fwd = numpy_fwd
+    if typ == "Sigmoid" and y.dtype == np.float32:
+        sig = cpu_kernels.activation_kernel("sigmoid_forward32")
+        half = np.float32(0.5)
+
+        def fwd(_b, _t):
+            sig(x, y, half)
+    if not backward:
+        return fwd, None
+    grad = cpu_kernels.activation_kernel(
+        "sigmoid_backward" if typ == "Sigmoid" else "tanh_backward")
+    one = y.dtype.type(1.0)
+
+    def bwd(_t, _pd, _b):
+        if dx is not None:
+            grad(y, dy, dx, one)
     return fwd, bwd
 
 
@@ -181,41 +204,6 @@ def _scale_kernels(layer, b, t, pd, backward=True):
 
     def bwd(_t, _pd, _b):
         multiply(dy, s, out=dx)
-    return fwd, bwd
-
-
-def _compiled_activation(typ, x, y, dy, dx, backward):
-    """Sigmoid / TanH as one compiled call per pass (recaffe.backend.cpu_kernels):
-    float32 Sigmoid forward with fast_math.tanh32, TanH forward ``np.tanh``;
-    backward the numpy closures' operations in their order (same bits)."""
-    one = y.dtype.type(1.0)
-    if typ == "Sigmoid" and y.dtype == np.float32:
-        sig = cpu_kernels.activation_kernel("sigmoid_forward32")
-        half = np.float32(0.5)
-
-        def fwd(_b, _t):
-            sig(x, y, half)
-    elif typ == "Sigmoid":
-        half = np.array(0.5, dtype=y.dtype)
-
-        def fwd(_b, _t):
-            np.multiply(x, half, out=y)
-            np.tanh(y, out=y)
-            np.multiply(y, half, out=y)
-            np.add(y, half, out=y)
-    else:
-        tanh = np.tanh
-
-        def fwd(_b, _t):
-            tanh(x, out=y)
-    if not backward:
-        return fwd, None
-    grad = cpu_kernels.activation_kernel(
-        "sigmoid_backward" if typ == "Sigmoid" else "tanh_backward")
-
-    def bwd(_t, _pd, _b):
-        if dx is not None:
-            grad(y, dy, dx, one)
     return fwd, bwd
 
 

@@ -25,11 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fake_device import FAKE, CaptureViolation
+from shared_nets import char_lstm_text, talk_manual_net
 
 import recaffe as caffe
 from recaffe import backend, graph_runner
-from recaffe import layers as L
-from recaffe import params as P
 from recaffe.backend import blas, cuda_graph
 from recaffe.errors import DataError
 from recaffe.io.prototxt import parse_prototxt
@@ -75,26 +74,6 @@ def host(a):
 
 
 # -- nets ------------------------------------------------------------------------------
-def _lstm_text(vocab=7, t=6, n=3, hidden=8) -> str:
-    return f"""
-name: "charlstm"
-layer {{ name: "in" type: "Input" top: "ids" top: "cont" top: "target"
-  input_param {{ shape {{ dim: {t} dim: {n} }} shape {{ dim: {t} dim: {n} }}
-                 shape {{ dim: {t} dim: {n} }} }} }}
-layer {{ name: "emb" type: "Embed" bottom: "ids" top: "e"
-  embed_param {{ num_output: 5 input_dim: {vocab}
-    weight_filler {{ type: "uniform" min: -0.5 max: 0.5 }} }} }}
-layer {{ name: "lstm" type: "LSTM" bottom: "e" bottom: "cont" top: "h"
-  recurrent_param {{ num_output: {hidden}
-    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
-layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logits"
-  inner_product_param {{ num_output: {vocab} axis: 2
-    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target"
-  top: "loss" softmax_param {{ axis: 2 }} }}
-"""
-
-
 def _rnn_text(t=5, n=4, hidden=6) -> str:
     return f"""
 name: "binary_addition"
@@ -110,40 +89,6 @@ layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logit"
 layer {{ name: "loss" type: "SigmoidCrossEntropyLoss" bottom: "logit"
   bottom: "target" top: "loss" }}
 """
-
-
-def _unrolled_param(T=4, N=3, H=5):
-    """The talk's hand-unrolled net (time-batched by the plan), with a
-    DummyData source layer that runs before each replay."""
-    ns = caffe.NetSpec()
-    ns.data, ns.label = L.Input(shape=[dict(dim=[N, 1, 1, 2 * T]),
-                                       dict(dim=[N, T])], ntop=2)
-    X = L.Slice(ns.data, name="X", ntop=T,
-                slice_param=dict(axis=3, slice_point=list(range(2, 2 * T, 2))))
-    ns.H = L.DummyData(dummy_data_param=dict(shape=dict(dim=[N, 1, H]),
-                                             data_filler=dict(type="constant")))
-    outs = []
-    for t in range(T):
-        s = str(t + 1)
-        zx = L.InnerProduct(X[t], param=[dict(name="WX"), dict(name="bX")],
-                            num_output=H, weight_filler=dict(type="xavier"),
-                            bias_filler=dict(type="gaussian", std=0.1))
-        setattr(ns, "zX" + s, zx)
-        zh = L.InnerProduct(ns.H, param=dict(name="WH"), bias_term=False,
-                            num_output=H, weight_filler=dict(type="xavier"))
-        setattr(ns, "zH" + s, zh)
-        z = L.Eltwise(zx, zh, eltwise_param=dict(operation=P.Eltwise.SUM))
-        setattr(ns, "z" + s, z)
-        a = L.Sigmoid(z)
-        setattr(ns, "a" + s, a)
-        o = L.InnerProduct(a, param=[dict(name="WO"), dict(name="bO")], num_output=1,
-                           weight_filler=dict(type="xavier"))
-        setattr(ns, "out" + s, o)
-        outs.append(o)
-        ns.H = a
-    ns.output = L.Concat(*outs, concat_param=dict(axis=1))
-    ns.loss = L.EuclideanLoss(ns.output, ns.label)
-    return ns.to_proto()
 
 
 def _feed(net, seed=0, vocab=7):
@@ -276,7 +221,7 @@ def test_stand_in_refuses_host_reads_while_capturing(fake):
 def test_deferred_input_check_raises_the_layers_error_after_a_replay(dev, monkeypatch):
     fake = backend.xp()
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1")
-    net = _net(_lstm_text())
+    net = _net(char_lstm_text())
     for i in range(3):  # warm-up, capture + replay, replay
         _feed(net, seed=i)
         net.forward()
@@ -290,7 +235,7 @@ def test_deferred_input_check_raises_the_layers_error_after_a_replay(dev, monkey
 
 # -- the runner's decisions ----------------------------------------------------------
 def test_forward_backward_are_captured_once_and_replayed(fake, monkeypatch):
-    net, _ = _passes(_lstm_text(), monkeypatch, graphs=True, n=6)
+    net, _ = _passes(char_lstm_text(), monkeypatch, graphs=True, n=6)
     st = graph_runner.status(net)
     assert st["graphs"] == ["backward", "forward"]
     assert st["captures"] == 2  # one each, after one eager warm-up each
@@ -304,7 +249,7 @@ def test_forward_backward_are_captured_once_and_replayed(fake, monkeypatch):
     assert pool.blocks == blocks  # replays allocate nothing: buffers are reused
 
 
-@pytest.mark.parametrize("text", [_lstm_text(), _rnn_text()], ids=["lstm", "rnn"])
+@pytest.mark.parametrize("text", [char_lstm_text(), _rnn_text()], ids=["lstm", "rnn"])
 def test_graph_passes_equal_eager(dev, monkeypatch, text):
     a, la = _passes(text, monkeypatch, graphs=False)
     b, lb = _passes(text, monkeypatch, graphs=True)
@@ -314,7 +259,7 @@ def test_graph_passes_equal_eager(dev, monkeypatch, text):
 
 
 def test_time_batched_plan_and_source_layer_compose_with_graphs(dev, monkeypatch):
-    param = _unrolled_param()
+    param = talk_manual_net(4, 3, 5)
     a, la = _passes(param, monkeypatch, graphs=False)
     b, lb = _passes(param, monkeypatch, graphs=True)
     assert b.plan is not None and b.plan.groups  # time batching is in the graph
@@ -324,7 +269,7 @@ def test_time_batched_plan_and_source_layer_compose_with_graphs(dev, monkeypatch
 
 
 def test_new_shapes_and_partial_passes_capture_again(fake, monkeypatch):
-    net, _ = _passes(_lstm_text(), monkeypatch, graphs=True, n=3)
+    net, _ = _passes(char_lstm_text(), monkeypatch, graphs=True, n=3)
     g = graph_runner.net_graphs(net)
     assert g.captures == 2
     # A partial forward runs outside the graphs: they are dropped.
@@ -334,7 +279,7 @@ def test_new_shapes_and_partial_passes_capture_again(fake, monkeypatch):
     for name in ("ids", "cont", "target"):
         net.blobs[name].reshape(6, 5)
     net.reshape()
-    ref = _net(_lstm_text(n=5))
+    ref = _net(char_lstm_text(n=5))
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "0")
     for i in range(3):
         _feed(ref, seed=10 + i)
@@ -425,8 +370,8 @@ def _train(text, monkeypatch, graphs, iters, **kw):
 def test_100_solver_steps_equal_eager(dev, monkeypatch):
     """SGD with momentum, weight decay and a step learning-rate schedule (the
     rate changes at 30, 60, 90: read from the device vector, no re-capture)."""
-    a, la = _train(_lstm_text(), monkeypatch, False, 100)
-    b, lb = _train(_lstm_text(), monkeypatch, True, 100)
+    a, la = _train(char_lstm_text(), monkeypatch, False, 100)
+    b, lb = _train(char_lstm_text(), monkeypatch, True, 100)
     st_net, st_upd = graph_runner.status(b.net), graph_runner.status(b)
     assert st_net["graphs"] == ["train"] and st_net["captures"] == 1
     assert st_upd["graphs"] == ["update"] and st_upd["captures"] == 1
@@ -543,7 +488,7 @@ def _script_net(monkeypatch, graphs: bool, n=5):
     from recaffe.backend import synced
 
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1" if graphs else "0")
-    net = _net(_lstm_text())
+    net = _net(char_lstm_text())
     r = np.random.default_rng(11)
     shape = net.blobs["ids"].data.shape
     cont = np.ones(shape)
@@ -578,7 +523,7 @@ def _script_solver(monkeypatch, graphs: bool, iters=8):
     from recaffe.solvers import get_solver
 
     monkeypatch.setenv("RECAFFE_CUDA_GRAPH", "1" if graphs else "0")
-    solver = get_solver(_solver_param(_lstm_text()))
+    solver = get_solver(_solver_param(char_lstm_text()))
     net = solver.net
     r = np.random.default_rng(12)
     shape = net.blobs["ids"].data.shape

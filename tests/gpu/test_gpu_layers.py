@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_device import FAKE
+from shared_nets import char_lstm_text
 
 from recaffe import backend, device
 from recaffe.backend import synced
@@ -226,27 +227,6 @@ layer {{ name: "acc" type: "Accuracy" bottom: "y" bottom: "t" top: "acc"
 """
 
 
-def _lstm_text(vocab=7, t=5, n=3, hidden=8) -> str:
-    return f"""
-name: "charlstm"
-layer {{ name: "in" type: "Input" top: "ids" top: "cont" top: "target"
-  input_param {{ shape {{ dim: {t} dim: {n} }} shape {{ dim: {t} dim: {n} }}
-                 shape {{ dim: {t} dim: {n} }} }} }}
-layer {{ name: "emb" type: "Embed" bottom: "ids" top: "e"
-  embed_param {{ num_output: 6 input_dim: {vocab}
-    weight_filler {{ type: "uniform" min: -0.5 max: 0.5 }} }} }}
-layer {{ name: "lstm" type: "LSTM" bottom: "e" bottom: "cont" top: "h"
-  recurrent_param {{ num_output: {hidden}
-    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
-layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logits"
-  param {{ name: "shared_w" }}
-  inner_product_param {{ num_output: {vocab} axis: 2
-    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
-layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target"
-  top: "loss" softmax_param {{ axis: 2 }} }}
-"""
-
-
 def _solver_param(
     net_text: str, kind: str, prefix: str = ""
 ) -> caffe_pb2.SolverParameter:
@@ -363,7 +343,7 @@ def test_net_weights_round_trip(dev, tmp_path):
     backend.set_random_seed(11)
     dev.gpu()
     try:
-        net = _net(_lstm_text())
+        net = _net(char_lstm_text(t=5, embed=6, shared_out=True))
         _fill_lstm_inputs(net)
         device.ensure_device(net)
         loss_dev = net.forward_prefilled()
@@ -373,7 +353,7 @@ def test_net_weights_round_trip(dev, tmp_path):
     finally:
         dev.cpu()
     for path in ("w.caffemodel", "w.h5"):
-        cpu = _net(_lstm_text())
+        cpu = _net(char_lstm_text(t=5, embed=6, shared_out=True))
         if path.endswith(".h5"):
             cpu.load_hdf5(str(tmp_path / path))
         else:
@@ -386,7 +366,7 @@ def test_net_weights_round_trip(dev, tmp_path):
     # And back onto the device.
     dev.gpu()
     try:
-        again = _net(_lstm_text())
+        again = _net(char_lstm_text(t=5, embed=6, shared_out=True))
         again.copy_from(str(tmp_path / "w.caffemodel"))
         for g, w in zip(again.learnable_params, params_dev, strict=True):
             assert on_device(g)
@@ -401,7 +381,7 @@ def test_net_follows_the_mode(dev, impl, monkeypatch):
     shared parameters stay shared; results equal the CPU's."""
     monkeypatch.setenv("RECAFFE_RECURRENT_IMPL", impl)
     backend.set_random_seed(2)
-    net = _net(_lstm_text())
+    net = _net(char_lstm_text(t=5, embed=6, shared_out=True))
     _fill_lstm_inputs(net)
     loss_cpu = net.forward_prefilled()
     net.backward_all()

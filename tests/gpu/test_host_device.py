@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_device import COPIES, FAKE, reset_copies
+from shared_nets import DEPLOY, deploy_net
+from shared_nets import deploy_ref as ref
 
 import recaffe as caffe
 from recaffe import backend
@@ -32,12 +34,6 @@ from recaffe.errors import ShapeError, StaleHostWriteError
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-DEPLOY = """name: 'deploy' force_backward: true
-layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 3 } } }
-layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y'
-  inner_product_param { num_output: 2 weight_filler { type: 'gaussian' std: 1 }
-  bias_filler { type: 'gaussian' std: 1 } } }
-"""
 
 
 def counts() -> tuple[int, int]:
@@ -53,14 +49,8 @@ def device_array(blob, diff=False):
 
 @pytest.fixture
 def deploy(tmp_path):
-    path = tmp_path / "deploy.prototxt"
-    path.write_text(DEPLOY)
-    caffe.set_random_seed(5)
-    return caffe.Net(str(path), caffe.TEST)
+    return deploy_net(tmp_path)
 
-
-def ref(net, x):
-    return x @ net.params["ip"][0].data.T + net.params["ip"][1].data
 
 
 # -- the state machine ---------------------------------------------------------------
@@ -305,7 +295,11 @@ def _solver_loop(tmp_path, iters=8):
         f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.1\nmomentum: 0.9\n'
         'lr_policy: "fixed"\nrandom_seed: 1\ndisplay: 0\n')
     solver = caffe.SGDSolver(str(tmp_path / "solver.prototxt"))
-    rng = np.random.default_rng(1)
+    return solver, _steps(solver, np.random.default_rng(1), iters)
+
+
+def _steps(solver, rng, iters):
+    """``iters`` pycaffe-style steps on fresh inputs from ``rng``; the losses."""
     losses = []
     for _ in range(iters):
         x = rng.standard_normal((8, 3)).astype(np.float32)
@@ -313,7 +307,7 @@ def _solver_loop(tmp_path, iters=8):
         solver.net.blobs["label"].data[...] = x.sum(1, keepdims=True)
         solver.step(1)
         losses.append(float(solver.net.blobs["loss"].data))
-    return solver, losses
+    return losses
 
 
 def test_solver_loop_with_step_1_matches_cpu(gpu_mode, tmp_path):
@@ -439,21 +433,11 @@ def test_mode_flip_in_one_script(tmp_path):
         rng.standard_normal((8, 3))
     with backend.device_module_scope(FAKE):
         backend.set_mode_gpu()
-        for _ in range(2):
-            x = rng.standard_normal((8, 3)).astype(np.float32)
-            solver.net.blobs["data"].data[...] = x
-            solver.net.blobs["label"].data[...] = x.sum(1, keepdims=True)
-            solver.step(1)
-            losses.append(float(solver.net.blobs["loss"].data))
+        losses += _steps(solver, rng, 2)
         assert backend.is_device_array(device_array(solver.net.params["ip1"][0]))
         assert solver.net.params["ip1"][0].data is w_host
         backend.set_mode_cpu()
-    for _ in range(2):
-        x = rng.standard_normal((8, 3)).astype(np.float32)
-        solver.net.blobs["data"].data[...] = x
-        solver.net.blobs["label"].data[...] = x.sum(1, keepdims=True)
-        solver.step(1)
-        losses.append(float(solver.net.blobs["loss"].data))
+    losses += _steps(solver, rng, 2)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(solver.net.params["ip1"][0].data,
                                ref_solver.net.params["ip1"][0].data, rtol=1e-5)

@@ -1,0 +1,87 @@
+"""Nets several test modules build: the talk's hand-unrolled RNN, a small
+char-LSTM LM, and a one-InnerProduct deploy net with its numpy reference."""
+
+from __future__ import annotations
+
+import recaffe as caffe
+from recaffe import layers as L
+from recaffe import params as P
+
+DEPLOY = """name: 'deploy' force_backward: true
+layer { name: 'x' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 3 } } }
+layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y'
+  inner_product_param { num_output: 2 weight_filler { type: 'gaussian' std: 1 }
+  bias_filler { type: 'gaussian' std: 1 } } }
+"""
+
+
+def deploy_net(tmp_path):
+    """The DEPLOY net, from a file in ``tmp_path``, TEST phase, seed 5."""
+    path = tmp_path / "deploy.prototxt"
+    path.write_text(DEPLOY)
+    caffe.set_random_seed(5)
+    return caffe.Net(str(path), caffe.TEST)
+
+
+def deploy_ref(net, x):
+    """The DEPLOY net's output for ``x`` with numpy."""
+    return x @ net.params["ip"][0].data.T + net.params["ip"][1].data
+
+
+def talk_manual_net(T, N, H, in_place_relu=False):
+    """The talk's hand-unrolled net with Input layers (NetParameter)."""
+    ns = caffe.NetSpec()
+    ns.data, ns.label = L.Input(shape=[dict(dim=[N, 1, 1, 2 * T]),
+                                       dict(dim=[N, T])], ntop=2)
+    X = L.Slice(ns.data, name="X", ntop=T,
+                slice_param=dict(axis=3, slice_point=list(range(2, 2 * T, 2))))
+    ns.H = L.DummyData(dummy_data_param=dict(shape=dict(dim=[N, 1, H]),
+                                             data_filler=dict(type="constant")))
+    outs = []
+    for t in range(T):
+        s = str(t + 1)
+        zx = L.InnerProduct(X[t], param=[dict(name="WX"), dict(name="bX")],
+                            num_output=H, weight_filler=dict(type="xavier"),
+                            bias_filler=dict(type="gaussian", std=0.1))
+        setattr(ns, "zX" + s, zx)
+        zh = L.InnerProduct(ns.H, param=dict(name="WH"), bias_term=False,
+                            num_output=H, weight_filler=dict(type="xavier"))
+        setattr(ns, "zH" + s, zh)
+        z = L.Eltwise(zx, zh, eltwise_param=dict(operation=P.Eltwise.SUM))
+        setattr(ns, "z" + s, z)
+        a = L.Sigmoid(z)
+        setattr(ns, "a" + s, a)
+        o = L.InnerProduct(a, param=[dict(name="WO"), dict(name="bO")], num_output=1,
+                           weight_filler=dict(type="xavier"))
+        if in_place_relu:
+            o = L.ReLU(o, in_place=True)
+        setattr(ns, "out" + s, o)
+        outs.append(o)
+        ns.H = a
+    ns.output = L.Concat(*outs, concat_param=dict(axis=1))
+    ns.loss = L.EuclideanLoss(ns.output, ns.label)
+    return ns.to_proto()
+
+
+def char_lstm_text(vocab=7, t=6, n=3, hidden=8, embed=5, shared_out=False) -> str:
+    """Embed -> LSTM -> InnerProduct -> SoftmaxWithLoss over (t, n) ids;
+    ``shared_out`` names the output weight ``shared_w``."""
+    shared = 'param { name: "shared_w" }' if shared_out else ""
+    return f"""
+name: "charlstm"
+layer {{ name: "in" type: "Input" top: "ids" top: "cont" top: "target"
+  input_param {{ shape {{ dim: {t} dim: {n} }} shape {{ dim: {t} dim: {n} }}
+                 shape {{ dim: {t} dim: {n} }} }} }}
+layer {{ name: "emb" type: "Embed" bottom: "ids" top: "e"
+  embed_param {{ num_output: {embed} input_dim: {vocab}
+    weight_filler {{ type: "uniform" min: -0.5 max: 0.5 }} }} }}
+layer {{ name: "lstm" type: "LSTM" bottom: "e" bottom: "cont" top: "h"
+  recurrent_param {{ num_output: {hidden}
+    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
+layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logits"
+  {shared}
+  inner_product_param {{ num_output: {vocab} axis: 2
+    weight_filler {{ type: "uniform" min: -0.3 max: 0.3 }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target"
+  top: "loss" softmax_param {{ axis: 2 }} }}
+"""
