@@ -261,3 +261,57 @@ def test_lstm_unit_kernels_formula(dtype):
                            dh_top * tc * o * (1 - o), dc * i * (1 - g * g)], axis=1)
     np.testing.assert_allclose(dx, want, **tol)
     np.testing.assert_allclose(dc_prev, dc * f, **tol)
+
+
+def test_first_use_from_two_threads(monkeypatch):
+    """Two threads that use the kernels first at the same moment (numba's
+    import, the helpers' binding and the compiles happen once, under a lock)
+    both get the compiled results."""
+    import builtins
+    import threading
+    import time
+
+    real_import = builtins.__import__
+
+    def slow_import(name, *a, **k):  # widens the window a fresh process has
+        if name == "numba":
+            time.sleep(0.2)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", slow_import)
+    monkeypatch.setenv(cpu_kernels.ENV, "1")
+    monkeypatch.setitem(cpu_kernels._state, "checked", False)
+    monkeypatch.setitem(cpu_kernels._state, "numba", None)
+    monkeypatch.setitem(cpu_kernels._state, "helpers", False)
+    monkeypatch.setattr(cpu_kernels, "_kernels", {})
+    n, h = 4, 8
+    r = np.random.default_rng(4)
+    x = r.uniform(-3, 3, (n, 4 * h)).astype(np.float32)
+    c_prev = r.uniform(-1, 1, (n, h)).astype(np.float32)
+    cont = np.ones(n, np.float32)
+    start = threading.Barrier(2)
+    outs, errors = [None, None], []
+
+    def work(k):
+        try:
+            acts, c, tc, hh = (np.zeros_like(a) for a in (x, c_prev, c_prev, c_prev))
+            start.wait()
+            cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, c, tc, hh)
+            outs[k] = (acts, c, tc, hh)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert cpu_kernels.available()
+    for a, b in zip(outs[0], outs[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the compiled pass: f * c_prev + i * g with the sigmoid/tanh gates
+    i = 0.5 * np.tanh(0.5 * x[:, :h].astype(np.float64)) + 0.5
+    g = np.tanh(x[:, 3 * h:].astype(np.float64))
+    f = 0.5 * np.tanh(0.5 * x[:, h:2 * h].astype(np.float64)) + 0.5
+    np.testing.assert_allclose(outs[0][1], f * c_prev + i * g, rtol=1e-5, atol=1e-6)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
 
 import numpy as np
@@ -58,17 +59,22 @@ PARALLEL_MIN = 1 << 20
 
 _state: dict = {"numba": None, "checked": False, "threads_set": False}
 _kernels: dict = {}
+# First uses (import, helper binding, compiles) may come from several threads
+# at once (a data-parallel run's workers); one at a time does them.
+_lock = threading.RLock()
 
 
 def _numba():
     """The numba module, or None when it is not installed (checked once)."""
     if not _state["checked"]:
-        _state["checked"] = True
-        try:
-            import numba
-        except Exception:  # noqa: BLE001 - any import failure means "absent"
-            numba = None
-        _state["numba"] = numba
+        with _lock:
+            if not _state["checked"]:
+                try:
+                    import numba
+                except Exception:  # noqa: BLE001 - any import failure means "absent"
+                    numba = None
+                _state["numba"] = numba
+                _state["checked"] = True
     return _state["numba"]
 
 
@@ -123,9 +129,12 @@ def _get(name: str, size: int):
     key = (name, parallel)
     k = _kernels.get(key)
     if k is None:
-        if parallel:
-            _set_threads(_numba())
-        k = _kernels[key] = _compile(name, parallel)
+        with _lock:
+            k = _kernels.get(key)
+            if k is None:
+                if parallel:
+                    _set_threads(_numba())
+                k = _kernels[key] = _compile(name, parallel)
     return k
 
 
@@ -485,13 +494,16 @@ def _bind_helpers() -> None:
     (the callers compile after this; ``prange`` in a serial kernel is range)."""
     if _state.get("helpers"):
         return
-    numba = _numba()
-    _bind_prange()
-    g = globals()
-    # tanh32 first: the step kernel that inlines it compiles after the binding.
-    for name in ("tanh32", "gemm_wt", "gemm_tn", "forward_step", "backward_step"):
-        g[name] = numba.njit(inline="always", error_model="numpy")(_HELPERS[name])
-    _state["helpers"] = True
+    with _lock:
+        if _state.get("helpers"):
+            return
+        numba = _numba()
+        _bind_prange()
+        g = globals()
+        # tanh32 first: the step kernel that inlines it compiles after the binding.
+        for name in ("tanh32", "gemm_wt", "gemm_tn", "forward_step", "backward_step"):
+            g[name] = numba.njit(inline="always", error_model="numpy")(_HELPERS[name])
+        _state["helpers"] = True
 
 
 # -- wrappers ---------------------------------------------------------------------

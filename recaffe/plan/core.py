@@ -53,6 +53,8 @@ class ExecutionPlan:
         self.fwd, self.bwd, self.bwd_steps = steps.fwd, steps.bwd, steps.bwd_steps
         self.fwd_single, self.bwd_single = steps.fwd_single, steps.bwd_single
         self.watch = steps.watch
+        #: Work arrays the step kernels share (one per shape and purpose).
+        self.scratch = steps.scratch
         self.loss = 0.0
 
     def _chain_rows_backward(self, members: list[int]):

@@ -34,10 +34,11 @@ SMALL_BATCH_ROWS = 64
 SMALL_BATCH_MIN_WEIGHT = 1 << 14
 
 
-def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
+def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp, scratch=None):
     """Pre-bound (forward, backward) for layer ``u`` of ``net``; a layer no
     backward reaches gets no backward and its diffs are not touched (they
-    would be allocated)."""
+    would be allocated). ``scratch`` (a dict) holds work arrays that the
+    kernels of one plan share (see :func:`ip_kernels`)."""
     layer = net.layers_list[u]
     backward = bool(net.layer_need_backward[u])
     b, t = net.bottom_vecs[u], net.top_vecs[u]
@@ -50,7 +51,7 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp):
     typ = layer.type
     pd = net.bottom_need_backward[u]
     if typ == "InnerProduct":
-        return ip_kernels(layer, b, t, pd, backward)
+        return ip_kernels(layer, b, t, pd, backward, scratch)
     if typ in ("Slice", "Concat"):
         return slice_kernels(net, u, data_rows, diff_rows)
     if typ == "Sigmoid" or typ == "TanH":
@@ -207,9 +208,12 @@ def _scale_kernels(layer, b, t, pd, backward=True):
     return fwd, bwd
 
 
-def ip_kernels(layer, b, t, pd, backward=True):
+def ip_kernels(layer, b, t, pd, backward=True, scratch=None):
     """InnerProduct over its arrays (also a time-batched group's carriers);
-    with ``backward`` false, no backward and no diffs touched."""
+    with ``backward`` false, no backward and no diffs touched. The transposed
+    product of a recurrent step lives only inside one forward call, so the
+    kernels given the same ``scratch`` dict share one such array per shape
+    (every step of an unrolled net: one (N, M) array instead of T)."""
     M, K, N = layer.M, layer.K, layer.N
     x = b[0].data.reshape(M, K)
     y = t[0].data.reshape(M, N)
@@ -236,7 +240,12 @@ def ip_kernels(layer, b, t, pd, backward=True):
             or (M <= SMALL_BATCH_ROWS and N * K >= SMALL_BATCH_MIN_WEIGHT)):
         # A recurrent step's product with a large weight: W x^T (the weight as
         # stored) and one transposed copy beat x W^T (the same dot products).
-        yt = np.empty((N, M), dtype=y.dtype)
+        key = ("ip_transposed", (N, M), y.dtype)
+        yt = None if scratch is None else scratch.get(key)
+        if yt is None:
+            yt = np.empty((N, M), dtype=y.dtype)
+            if scratch is not None:
+                scratch[key] = yt
         copyto = np.copyto
 
         def fwd(_b, _t):

@@ -24,6 +24,8 @@ class Steps:
     def __init__(self, net, graph, order, groups, layout, xp, chain_bwd, sink):
         self.net, self.graph, self.xp = net, graph, xp
         self.layout = layout
+        #: Work arrays the kernels share (they live only inside one call).
+        self.scratch: dict = {}
         fwd, bwd = [], []
         bwd_steps: list[int] = []
         self.watch = ShapeWatch()
@@ -83,7 +85,7 @@ class Steps:
     def _kernels(self, u):
         lay = self.layout
         return kernels.layer_kernels(self.net, self.graph, u, lay.data_rows,
-                                     lay.diff_rows, self.xp)
+                                     lay.diff_rows, self.xp, self.scratch)
 
 
 def _nothing(_b, _t):
