@@ -107,19 +107,19 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
 
 def _loop_gemms(net, reps: int = 5) -> float:
     """Seconds the compiled loops of ``net``'s LSTM layers spend in BLAS per
-    iteration: their recurrent products, made alone on the layers' arrays
-    (forward ``W_hc h~_t^T`` into the gate block, backward ``W_hc^T dG_t``),
-    median of ``reps``."""
+    iteration: their products, made alone on the layers' arrays (forward
+    ``[W_hc | W_xc] [h~_t | x_t]^T`` into the gate block, backward
+    ``W_hc^T dG_t``), median of ``reps``."""
     calls = []
     for layer in net.layers:
         if layer.type != "LSTM" or getattr(layer, "_kept", None) is None:
             continue
-        w = layer.blobs[-1].data
-        acts, hc, dg, dht = layer._acts, layer._hc, layer._gx, layer._dht
+        w, w_hc = layer._wcat, layer.blobs[-1].data
+        acts, src, dg, dht = layer._acts, layer._src, layer._gx, layer._dht
         for t in range(layer.T):
-            calls.append((w, hc[t].T, acts[t]))
+            calls.append((w, src[t].T, acts[t]))
             if t:
-                calls.append((w.T, dg[:, t], dht))
+                calls.append((w_hc.T, dg[:, t], dht))
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()

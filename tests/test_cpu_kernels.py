@@ -89,11 +89,16 @@ def _lstm_paths(monkeypatch, case, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", range(len(LSTM_CASES)))
-def test_lstm_kernels_match_numpy_path(monkeypatch, dtype, case):
+@pytest.mark.parametrize("ride", [True, False])
+def test_lstm_kernels_match_numpy_path(monkeypatch, dtype, case, ride):
     """The compiled whole-sequence loops and the per-step kernels give the
     same bits (same operations and order, numpy.matmul's BLAS calls made from
     the compiled loop); the numpy path too in float64, and within the
-    float32 tanh's few ulp in float32."""
+    float32 tanh's few ulp in float32. Both forms of the step: the input
+    riding along in the step's GEMM, and projected for all steps first."""
+    from recaffe.layers.lstm import LSTMLayer  # noqa: PLC0415
+
+    monkeypatch.setattr(LSTMLayer, "RIDE_MIN_N", 1 if ride else 1 << 30)
     seq, step, numpy = _lstm_paths(monkeypatch, case, dtype)
     assert len(seq) == len(step) == len(numpy)
     for x, y, z in zip(seq, step, numpy, strict=True):
@@ -152,21 +157,25 @@ def test_rnn_kernels_match_numpy_path(monkeypatch, dtype, static):
 
 @pytest.mark.parametrize("n", [1, 3])
 @pytest.mark.parametrize("has_next", [False, True])
-def test_lstm_forward_step_formula(n, has_next):
-    h, t_, t = 70, 3, 1
+@pytest.mark.parametrize("add_shape", ["bias", "per_stream", "per_step"])
+def test_lstm_forward_step_formula(n, has_next, add_shape):
+    h, d = 70, 5
     r = np.random.default_rng(4)
     f32 = np.float32
     z = r.uniform(-3, 3, (4 * h, n)).astype(f32)
-    gx = r.uniform(-3, 3, (4 * h, t_, n)).astype(f32)
     c_prev = r.uniform(-1, 1, (h, n)).astype(f32)
     cont_t, cont_n = (np.array([1, 0, 0.5][:n], dtype=f32) for _ in range(2))
     at = z.copy()
     c, tc, ht = (np.empty((h, n), f32) for _ in range(3))
-    hout, hc = np.empty((n, h), f32), np.full((n, h), 7, f32)
-    b = r.uniform(-1, 1, 4 * h).astype(f32)
-    cpu_kernels.lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout, hc, cont_t,
+    hout, src = np.empty((n, h), f32), np.full((n, h + d), 7, f32)
+    # the bias (4H, 1, 1), bias plus a static input's term per stream
+    # (4H, 1, N), or the input projection and all that per step (4H, T, N)
+    t_, t = (3, 1) if add_shape == "per_step" else (1, 0)
+    cols = 1 if add_shape == "bias" else n
+    b = r.uniform(-1, 1, (4 * h, t_, cols)).astype(f32)
+    cpu_kernels.lstm_forward_step(at, b, t, c_prev, c, tc, ht, hout, src, cont_t,
                                   cont_n, has_next)
-    a = (z + gx[:, t] + b[:, None]).astype(np.float64)
+    a = (z + b[:, t]).astype(np.float64)
     sig = 1 / (1 + np.exp(-a[: 3 * h]))
     i, f, o = sig[:h], sig[h: 2 * h] * cont_t, sig[2 * h:]
     g = np.tanh(a[3 * h:])
@@ -175,10 +184,11 @@ def test_lstm_forward_step_formula(n, has_next):
     np.testing.assert_allclose(c, f * c_prev + i * g, **tol)
     np.testing.assert_allclose(tc, np.tanh(c.astype(np.float64)), **tol)
     np.testing.assert_allclose(hout, (o * tc).T, **tol)
+    assert np.all(src[:, h:] == 7)  # the input's columns are not the step's
     if has_next:
-        np.testing.assert_array_equal(hc, hout * cont_n[:, None])
+        np.testing.assert_array_equal(src[:, :h], hout * cont_n[:, None])
     else:
-        assert np.all(hc == 7)
+        assert np.all(src == 7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -417,7 +417,8 @@ def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
     _assert_same_diffs(plain, planned)
     # every step's transposed product goes through one shared work array
     shared = [k for k in planned.plan.scratch if k[0] == "ip_transposed"]
-    steps = [f for f, _b, _t in planned.plan.fwd if f.__qualname__ == "ip_kernels.<locals>.fwd"]
+    steps = [f for f, _b, _t in planned.plan.fwd
+             if f.__qualname__ == "ip_kernels.<locals>.fwd"]
     assert len(shared) == 1 and len(steps) >= 4
 
 

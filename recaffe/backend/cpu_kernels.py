@@ -6,10 +6,12 @@
 recurrent products through its CBLAS entry points (``blas.numpy_cblas``:
 the same library, thread pool and calls as ``numpy.matmul``). Nothing goes
 back to Python between steps. The layer keeps a step's gates gate-major,
-(4H, N), and its states (H, N): the recurrent GEMM ``W_hc h~^T`` (BLAS's
-fastest orientation at these shapes) lands in the gate block, and the gate
-math runs along contiguous rows of N. One forward step
-(:func:`_lstm_forward_step`) is the GEMM, then one vectorised pass for the
+(4H, N), and its states (H, N). A forward step's one GEMM is
+``[W_hc | W_xc] [h~ | x_t]^T`` (the input projection rides along with the
+recurrent product, in BLAS's fastest orientation at these shapes) and lands
+in the gate block; the gate math runs along contiguous rows of N. One
+forward step (:func:`_lstm_forward_step`) is the GEMM, then one vectorised
+pass for the
 four gates (``tanh32`` of :mod:`recaffe.backend.fast_math`, which compiles to
 SIMD code; ``sigmoid(x) = 0.5 tanh(x / 2) + 0.5``), one for the cell and
 ``h``, and the (H, N) -> (N, H) transposition of ``h`` into the top. One
@@ -279,11 +281,11 @@ def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
 
 # -- the LSTM layer's gate-major loops --------------------------------------------
 # The LSTM layer's CPU path keeps a step's gates as (4H, N) and its states as
-# (H, N): the recurrent GEMM W_hc h~^T (BLAS's fastest orientation at these
-# shapes) lands in place, and nothing of size 4H x N is transposed. Only
-# h_t (into the (T, N, H) top) and the top's diff going back are transposed,
-# (H, N) <-> (N, H). ``gx`` / ``dg`` are (4H, T, N): the input projection and
-# the weight gradients are single GEMMs over all steps.
+# (H, N): the step's GEMM [W_hc | W_xc] [h~ | x_t]^T (BLAS's fastest
+# orientation at these shapes) lands in place, and nothing of size 4H x N is
+# transposed. Only h_t (into the (T, N, H) top) and the top's diff going back
+# are transposed, (H, N) <-> (N, H). ``dg`` is (4H, T, N): the weight
+# gradients are single GEMMs over all steps.
 #
 # ``tanh32``, ``forward_step``, ``backward_step``, ``gemm_wt`` and
 # ``gemm_tn`` are bound to inlined numba functions before the kernels that
@@ -291,29 +293,35 @@ def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
 tanh32 = fast_math.tanh32
 
 
-def _lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
+def _lstm_forward_step(at, add, t, c_prev, c, tc, ht, hout_t, src_next, cont_t,
                        cont_n, has_next, half):
-    """One float32 step. ``at`` (4H, N) holds ``W_hc h~^T``; with
-    ``gx[:, t] + b`` (the input projection and the bias) it becomes the
-    gates [i, f * cont_t, o, g]; ``c = f c_prev + i g``, ``tc = tanh32(c)``,
-    ``h = o tc`` into ``hout_t`` (N, H) and, when ``has_next``,
-    ``hc_next = h * cont_n``. Sigmoid is 0.5 tanh32(x / 2) + 0.5. ``ht``
-    (H, N) is scratch. Operations and order as LSTMLayer's numpy step."""
+    """One float32 step. ``at`` (4H, N) holds the step's product
+    (``W_hc h~^T``, and ``W_xc x_t^T`` when the input rides along); with the
+    addend ``add`` it becomes the gates [i, f * cont_t, o, g]. ``add`` is
+    (4H, 1, 1) (the bias), (4H, 1, N) (bias plus a static input's term) or
+    (4H, T, N) (the input projection and all of that; step ``t`` reads
+    ``add[:, t]``). ``c = f c_prev + i g``, ``tc = tanh32(c)``, ``h = o tc``
+    into ``hout_t`` (N, H) and, when ``has_next``, ``h * cont_n`` into the
+    first H columns of ``src_next`` (N, K). Sigmoid is 0.5 tanh32(x / 2) +
+    0.5. ``ht`` (H, N) is scratch. Operations and order as LSTMLayer's numpy
+    step."""
     g4, n = at.shape
     hd = g4 // 4
+    ta = t if add.shape[1] != 1 else 0
+    per_stream = add.shape[2] != 1
     if n == 1:  # flat rows, so the loops vectorise along H
         a = at.reshape(g4)
         cp = c_prev.reshape(hd)
         cc = c.reshape(hd)
         tt = tc.reshape(hd)
         ho = hout_t.reshape(hd)
-        hn = hc_next.reshape(hd)
+        hn = src_next[0]
         cj = cont_t[0]
         cn = cont_n[0]
         for r in range(3 * hd):
-            a[r] = tanh32((a[r] + (gx[r, t, 0] + b[r])) * half)
+            a[r] = tanh32((a[r] + add[r, ta, 0]) * half)
         for r in range(3 * hd, g4):
-            a[r] = tanh32(a[r] + (gx[r, t, 0] + b[r]))
+            a[r] = tanh32(a[r] + add[r, ta, 0])
         for k in range(hd):
             ig = a[k] * half + half
             fg = (a[hd + k] * half + half) * cj
@@ -331,14 +339,22 @@ def _lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
             if has_next:
                 hn[k] = hv * cn
         return
-    for r in range(3 * hd):
-        br = b[r]
-        for j in range(n):
-            at[r, j] = tanh32((at[r, j] + (gx[r, t, j] + br)) * half)
-    for r in range(3 * hd, g4):
-        br = b[r]
-        for j in range(n):
-            at[r, j] = tanh32(at[r, j] + (gx[r, t, j] + br))
+    if per_stream:
+        for r in range(3 * hd):
+            for j in range(n):
+                at[r, j] = tanh32((at[r, j] + add[r, ta, j]) * half)
+        for r in range(3 * hd, g4):
+            for j in range(n):
+                at[r, j] = tanh32(at[r, j] + add[r, ta, j])
+    else:
+        for r in range(3 * hd):
+            br = add[r, ta, 0]
+            for j in range(n):
+                at[r, j] = tanh32((at[r, j] + br) * half)
+        for r in range(3 * hd, g4):
+            br = add[r, ta, 0]
+            for j in range(n):
+                at[r, j] = tanh32(at[r, j] + br)
     for k in range(hd):
         for j in range(n):
             ig = at[k, j] * half + half
@@ -361,7 +377,7 @@ def _lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
                 hv = ht[k, j]
                 hout_t[j, k] = hv
                 if has_next:
-                    hc_next[j, k] = hv * cn
+                    src_next[j, k] = hv * cn
 
 
 def _lstm_backward_step(at, c_prev, tc, dtop_t, dht, cont_n, has_next, dg, t, dc, dtt,
@@ -426,25 +442,35 @@ forward_step, backward_step = _lstm_forward_step, _lstm_backward_step
 gemm_wt, gemm_tn = _gemm_wt, _gemm_tn
 
 
-def _lstm_seq_forward(gemm, gemv, one, half, w_hc, gx, b, cont, acts, cs, tc, hc, hout,
+def _lstm_seq_forward(gemm, gemv, one, half, w, x, add, cont, acts, cs, tc, src, hout,
                       ht, keep):
-    """The whole float32 forward loop. With ``keep`` every step's arrays are
-    kept (``acts`` (T, 4H, N), ``cs`` (T + 1, H, N), ``tc`` (T, H, N), ``hc``
-    (T, N, H)); without, one step of each is reused and ``cs`` holds two
-    (step t reads ``cs[t % 2]`` and writes ``cs[(t + 1) % 2]``)."""
-    t_ = gx.shape[1]
+    """The whole float32 forward loop. ``w`` (4H, K) is [W_hc | W_xc], a
+    step's source rows ``src[t]`` (N, K) are [cont_t h_{t-1} | x_t]: the
+    loop copies ``x[t]`` (N, D) in, one GEMM makes the gate block, the step
+    writes the next source's first H columns (``x`` may have no columns:
+    then ``w`` is W_hc and ``add`` holds the input projection, see
+    :func:`_lstm_forward_step`). With ``keep`` every step's
+    arrays are kept (``acts`` (T, 4H, N), ``cs`` (T + 1, H, N), ``tc`` (T,
+    H, N), ``src`` (T, N, K)); without, one step of each is reused and ``cs``
+    holds two (step t reads ``cs[t % 2]`` and writes ``cs[(t + 1) % 2]``)."""
+    t_, n, d = x.shape
+    hd = cs.shape[1]
     for t in range(t_):
         nxt = t + 1 < t_
         tn = t + 1 if nxt else t
         if keep:
-            src, at, tct = hc[t], acts[t], tc[t]
-            c_prev, c, dst = cs[t], cs[t + 1], hc[tn]
+            s, at, tct = src[t], acts[t], tc[t]
+            c_prev, c, dst = cs[t], cs[t + 1], src[tn]
         else:
-            src, at, tct = hc[0], acts[0], tc[0]
-            c_prev, c, dst = cs[t % 2], cs[(t + 1) % 2], hc[0]
-        gemm_wt(gemm, gemv, one, w_hc, src, at)
-        forward_step(at, gx, b, t, c_prev, c, tct, ht, hout[t], dst, cont[t],
-                     cont[tn], nxt, half)
+            s, at, tct = src[0], acts[0], tc[0]
+            c_prev, c, dst = cs[t % 2], cs[(t + 1) % 2], src[0]
+        xt = x[t]
+        for j in range(n):
+            for k in range(d):
+                s[j, hd + k] = xt[j, k]
+        gemm_wt(gemm, gemv, one, w, s, at)
+        forward_step(at, add, t, c_prev, c, tct, ht, hout[t], dst, cont[t], cont[tn],
+                     nxt, half)
 
 
 def _lstm_seq_backward(gemm, gemv, one, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
@@ -576,11 +602,11 @@ def lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c: bo
 
 
 # -- the LSTM layer's gate-major loops ------------------------------------------------
-def lstm_forward_step(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next, cont_t,
-                      cont_n, has_next: bool) -> None:
+def lstm_forward_step(at, add, t, c_prev, c, tc, ht, hout_t, src_next, cont_t, cont_n,
+                      has_next: bool) -> None:
     """One float32 gate-major step (see :func:`_lstm_forward_step`)."""
     _bind_helpers()
-    _get("lstm_forward_step", 0)(at, gx, b, t, c_prev, c, tc, ht, hout_t, hc_next,
+    _get("lstm_forward_step", 0)(at, add, t, c_prev, c, tc, ht, hout_t, src_next,
                                  cont_t, cont_n, has_next, at.dtype.type(0.5))
 
 
@@ -601,12 +627,12 @@ def sequence_blas(*arrays):
     return blas.numpy_cblas(arrays[0].dtype)
 
 
-def lstm_seq_forward(fns, w_hc, gx, b, cont, acts, cs, tc, hc, hout, ht, keep: bool):
+def lstm_seq_forward(fns, w, x, add, cont, acts, cs, tc, src, hout, ht, keep: bool):
     """The float32 forward loop over all steps (``fns`` from :func:`sequence_blas`)."""
     _bind_helpers()
-    dt = gx.dtype.type
-    _get("lstm_seq_forward", 0)(fns[0], fns[1], dt(1.0), dt(0.5), w_hc, gx, b, cont,
-                                acts, cs, tc, hc, hout, ht, keep)
+    dt = x.dtype.type
+    _get("lstm_seq_forward", 0)(fns[0], fns[1], dt(1.0), dt(0.5), w, x, add, cont, acts,
+                                cs, tc, src, hout, ht, keep)
 
 
 def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> None:

@@ -117,13 +117,27 @@ class LSTMLayer(RecurrentLayer):
     def fused_reshape(self, dtype):
         xp = self.xp
         t, n, h = self.T, self.N, self.H
-        shape = (4 * h, t, n) if xp is np else (t, n, 4 * h)
-        if self.buffer_fits(getattr(self, "_gx", None), shape, dtype):
-            return
-        self._gx = xp.zeros(shape, dtype=dtype)    # the input projection, then dG
         if xp is np:
-            self._ht = np.zeros((h, n), dtype=dtype)      # h_t, before (N, H)
+            ride = n >= self.RIDE_MIN_N
+            k = h + self.Dx if ride else h
+            key = (t, n, h, k, np.dtype(dtype))
+            if getattr(self, "_cpu_key", None) == key:
+                return
+            self._cpu_key = key
+            self._ride = ride
+            self._k = k
+            # [W_hc | W_xc] when the input rides along in the steps' GEMM
+            self._wcat = np.zeros((4 * h, k), dtype=dtype) if ride else None
+            self._ht = np.zeros((h, n), dtype=dtype)         # h_t, before (N, H)
+            self._bias = None  # b_c as (4H, 1, 1)
+            self._no_x = np.zeros((t, n, 0), dtype=dtype)
+            self._gx_fwd = None  # forward-only: the input projection
         else:
+            shape = (t, n, 4 * h)
+            if self.buffer_fits(getattr(self, "_gx", None), shape, dtype):
+                return
+            self._cpu_key = None
+            self._gx = xp.zeros(shape, dtype=dtype)    # the input projection, then dG
             self._z = xp.zeros((n, 4 * h), dtype=dtype)
         self._step = None  # forward-only: one step's arrays
         self._kept = None  # the per-step arrays backward reads (allocated on use)
@@ -132,14 +146,17 @@ class LSTMLayer(RecurrentLayer):
     def _kept_arrays(self):
         """The per-step arrays a training forward keeps for backward."""
         if self._kept is None:
-            xp, dtype = self.xp, self._gx.dtype
+            xp = self.xp
+            dtype = (self._ht if xp is np else self._gx).dtype
             t, n, h = self.T, self.N, self.H
             self._kept = True
             if xp is np:
+                k = self._k
+                self._gx = np.zeros((4 * h, t, n), dtype=dtype)    # dG
                 self._acts = np.zeros((t, 4 * h, n), dtype=dtype)  # i, f*cont, o, g
                 self._cs = np.zeros((t + 1, h, n), dtype=dtype)    # c_0 .. c_T
                 self._tc = np.zeros((t, h, n), dtype=dtype)        # tanh(c_t)
-                self._hc = np.zeros((t, n, h), dtype=dtype)        # cont_t * h_{t-1}
+                self._src = np.zeros((t, n, k), dtype=dtype)   # [cont_t h_{t-1} | x_t]
                 self._dht = np.zeros((h, n), dtype=dtype)     # W_hc^T dG_{t+1}
                 self._dc = np.zeros((h, n), dtype=dtype)
                 self._dtt = np.zeros((h, n), dtype=dtype)     # the top's diff^T
@@ -182,34 +199,65 @@ class LSTMLayer(RecurrentLayer):
             self._backward_generic(top, propagate_down, bottom)
 
     # -- numpy: gate-major -----------------------------------------------------------
-    # The recurrent GEMM is W_hc h~^T -> (4H, N), written straight into the
-    # step's gate block: with the weight as stored this is BLAS's fastest
-    # orientation at these shapes (about 25 % over h~ W_hc^T at N=64, H=512),
-    # and the gate math then runs on contiguous rows of N without transposing
-    # the 4H x N block. Backward's recurrent GEMM is W_hc^T dG_t -> (H, N).
-    def _project_inputs(self, bottom):
-        """``gx`` (4H, T, N) = ``W_xc x^T`` (+ the static input's term); the
-        steps add ``b_c`` as they read it (one pass over gx less)."""
+    # A step's one GEMM is [W_hc | W_xc] [h~ | x_t]^T -> (4H, N), written
+    # straight into the step's gate block: with the weights as stored this is
+    # BLAS's fastest orientation at these shapes (about 25 % over the (N, 4H)
+    # product at N=64, H=512), the input projection rides along (no separate
+    # GEMM with the input's often short rows, no (4H, T, N) array to read
+    # back per step), and the gate math then runs on contiguous rows of N
+    # without transposing the 4H x N block. Backward's recurrent GEMM is
+    # W_hc^T dG_t -> (H, N).
+    #: Batches of at least this many streams run the input projection inside
+    #: the steps' GEMM; smaller ones (a step is then a memory-bound GEMV or
+    #: close to it, where the wider weight costs more than a separate
+    #: projection) project all steps' inputs in one GEMM first. Measured
+    #: (forward, T=50, D=65, 2 threads, ms, projected vs riding): H=512 N=1
+    #: 2.0 vs 3.5, N=8 15.0 vs 16.6, N=16 22.3 vs 20.6, N=32 37.5 vs 34.4;
+    #: H=128 N=8 2.0 vs 2.5, N=16 3.9 vs 3.3.
+    RIDE_MIN_N = 16
+
+    def _sources(self, bottom, gx):
+        """``(w, x, add)`` for the forward loop: with the input riding along,
+        ``w`` = [W_hc | W_xc] (4H, H + D), ``x`` the input (T, N, D) and
+        ``add`` = ``b_c`` (4H, 1, 1), or with a static input ``b_c +
+        W_xc_static x_static^T`` (4H, 1, N); else ``w`` = W_hc, ``x`` has no
+        columns and ``add`` = ``gx`` (4H, T, N) := ``W_xc x^T + b_c`` (+ the
+        static term)."""
         t_, n, h = self.T, self.N, self.H
-        w_xc, _b_c, w_s, _w_hc = self._weights()
-        gx = self._gx
-        gx2 = gx.reshape(4 * h, t_ * n)
-        blas.matmul(w_xc, bottom[0].data.reshape(t_ * n, self.Dx).T, out=gx2)
+        w_xc, b_c, w_s, w_hc = self._weights()
+        static = None
         if self.static_input:
-            gx += (w_s @ bottom[2].data.reshape(n, self.Ds).T)[:, None, :]
-        return gx
+            static = blas.matmul(w_s, bottom[2].data.reshape(n, self.Ds).T)
+            static += b_c[:, None]
+        if not self._ride:
+            gx2 = gx.reshape(4 * h, t_ * n)
+            blas.matmul(w_xc, bottom[0].data.reshape(t_ * n, self.Dx).T, out=gx2)
+            gx += b_c[:, None, None] if static is None else static[:, None, :]
+            return w_hc, self._no_x, gx
+        w = self._wcat
+        w[:, :h] = w_hc
+        w[:, h:] = w_xc
+        x = bottom[0].data.reshape(t_, n, self.Dx)
+        if static is not None:
+            return w, x, static[:, None, :]
+        if self._bias is None:
+            self._bias = np.empty((4 * h, 1, 1), dtype=w.dtype)
+        self._bias[:, 0, 0] = b_c
+        return w, x, self._bias
 
     @staticmethod
-    def _step_numpy(at, gx_t, b, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
+    def _step_numpy(at, b, c_prev, c, tc, ht, hout_t, hc_next, cont_t, cont_n,
                     has_next):
-        """One step with numpy ufuncs (``at`` (4H, N) holds ``W_hc h~^T``):
-        the compiled step's operations in its order, with ``np.tanh`` where
-        the compiled float32 step has fast_math.tanh32 (at most 6.6 ulp
-        apart), so float64 results are the same bits."""
+        """One step with numpy ufuncs (``at`` (4H, N) holds the step's
+        product, ``b`` the addend's (4H, 1) or (4H, N) slice): the compiled step's
+        operations in its order, with ``np.tanh`` where the compiled float32
+        step has fast_math.tanh32 (at most 6.6 ulp apart), so float64 results
+        are the same bits. ``hc_next`` is the next step's source rows (N, K);
+        ``h * cont_n`` goes into its first H columns."""
         h = at.shape[0] // 4
         tanh = np.tanh
         half = at.dtype.type(0.5)
-        at += gx_t + b[:, None]
+        at += b
         at[: 3 * h] *= half  # sigmoid(x) = 0.5 tanh(x / 2) + 0.5 on i, f, o
         tanh(at, out=at)
         at[: 3 * h] *= half
@@ -222,58 +270,68 @@ class LSTMLayer(RecurrentLayer):
         np.multiply(o, tc, out=ht)
         hout_t[...] = ht.T
         if has_next:
-            np.multiply(hout_t, cont_n[:, None], out=hc_next)
+            np.multiply(hout_t, cont_n[:, None], out=hc_next[:, :h])
 
-    def _run_forward(self, bottom, top, init, acts, cs, tc, hc, keep):
+    def _run_forward(self, bottom, top, init, acts, cs, tc, src, keep):
         """The forward loop on ``acts`` (T or 1, 4H, N), ``cs`` (T + 1 or 2,
-        H, N), ``tc`` (T or 1, H, N), ``hc`` (T or 1, N, H); see
+        H, N), ``tc`` (T or 1, H, N), ``src`` (T or 1, N, H + D); see
         cpu_kernels._lstm_seq_forward for ``keep``."""
-        t_ = self.T
-        _w_xc, b_c, _w_s, w_hc = self._weights()
-        gx = self._project_inputs(bottom)
+        t_, h = self.T, self.H
+        if self._ride:
+            gx = None
+        elif keep:
+            gx = self._gx
+        else:  # forward-only, inputs projected first: a buffer of its own
+            if self._gx_fwd is None:
+                self._gx_fwd = np.zeros((4 * h, t_, self.N), dtype=self._ht.dtype)
+            gx = self._gx_fwd
+        w, x, add = self._sources(bottom, gx)
         cont = bottom[1].data
         hout = top[0].data
         ht = self._ht
-        np.multiply(init[0], cont[0][:, None], out=hc[0])
+        np.multiply(init[0], cont[0][:, None], out=src[0][:, :h])
         cs[0] = init[1].T
-        f32 = gx.dtype == np.float32
-        fns = cpu_kernels.sequence_blas(w_hc, gx, b_c, cont, acts, cs, tc, hc, hout,
+        f32 = w.dtype == np.float32
+        fns = cpu_kernels.sequence_blas(w, x, add, cont, acts, cs, tc, src, hout,
                                         ht) if f32 else None
         if fns is not None:  # the whole loop compiled, numpy's BLAS called from it
-            cpu_kernels.lstm_seq_forward(fns, w_hc, gx, b_c, cont, acts, cs, tc, hc,
-                                         hout, ht, keep)
+            cpu_kernels.lstm_seq_forward(fns, w, x, add, cont, acts, cs, tc, src, hout,
+                                         ht, keep)
             return
-        fast = f32 and cpu_kernels.usable(np, gx, cont, cs, hout)
+        fast = f32 and cpu_kernels.usable(np, w, add, cont, cs, hout)
+        per_step = add.shape[1] != 1
         for t in range(t_):
             nxt = t + 1 < t_
             tn = t + 1 if nxt else t
             if keep:
-                src, at, tct, dst = hc[t], acts[t], tc[t], hc[tn]
+                s, at, tct, dst = src[t], acts[t], tc[t], src[tn]
                 c_prev, c = cs[t], cs[t + 1]
             else:
-                src, at, tct, dst = hc[0], acts[0], tc[0], hc[0]
+                s, at, tct, dst = src[0], acts[0], tc[0], src[0]
                 c_prev, c = cs[t % 2], cs[(t + 1) % 2]
-            blas.matmul(w_hc, src.T, out=at)
+            s[:, h:] = x[t]
+            blas.matmul(w, s.T, out=at)
             if fast:
-                cpu_kernels.lstm_forward_step(at, gx, b_c, t, c_prev, c, tct, ht,
-                                              hout[t], dst, cont[t], cont[tn], nxt)
+                cpu_kernels.lstm_forward_step(at, add, t, c_prev, c, tct, ht, hout[t],
+                                              dst, cont[t], cont[tn], nxt)
             else:
-                self._step_numpy(at, gx[:, t], b_c, c_prev, c, tct, ht, hout[t], dst,
-                                 cont[t], cont[tn], nxt)
+                self._step_numpy(at, add[:, t if per_step else 0], c_prev, c, tct, ht,
+                                 hout[t], dst, cont[t], cont[tn], nxt)
 
     def _forward_cpu(self, bottom, top, init):
         cs = self._cs
-        self._run_forward(bottom, top, init, self._acts, cs, self._tc, self._hc, True)
+        self._run_forward(bottom, top, init, self._acts, cs, self._tc, self._src, True)
         return [top[0].data[self.T - 1], cs[self.T].T]
 
     def _forward_cpu_only(self, bottom, top, init):
         """Forward for a layer no backward pass reaches: the same arithmetic as
         :meth:`_forward_cpu`, with one step's gates and states reused for every
         step instead of T of each (nothing is kept for backward)."""
-        n, h, dtype = self.N, self.H, self._gx.dtype
+        n, h, dtype = self.N, self.H, self._ht.dtype
         if self._step is None:
+            k = self._k
             self._step = (np.zeros((1, 4 * h, n), dtype), np.zeros((2, h, n), dtype),
-                          np.zeros((1, h, n), dtype), np.zeros((1, n, h), dtype))
+                          np.zeros((1, h, n), dtype), np.zeros((1, n, k), dtype))
         acts, cs, tc, hc = self._step
         # Kept for a backward that nobody planned (it recomputes from these).
         self._init_h, self._init_c = init[0].copy(), init[1].copy()
@@ -319,20 +377,24 @@ class LSTMLayer(RecurrentLayer):
         # row sums as a GEMV: BLAS's threads, one read of dG
         db = blas.matmul(dg2, self._ones)[:, 0]
         ds_rows = dg.sum(axis=1).T if self.static_input else None
-        self._param_grads(dg2.T, db, ds_rows, propagate_down, bottom, w_xc, w_s)
+        src = self._src.reshape(t_ * self.N, self._k)
+        self._param_grads(dg2.T, db, ds_rows, propagate_down, bottom, w_xc, w_s,
+                          src[:, :h])
 
-    def _param_grads(self, dg_rows, db, ds_rows, propagate_down, bottom, w_xc, w_s):
+    def _param_grads(self, dg_rows, db, ds_rows, propagate_down, bottom, w_xc, w_s,
+                     hc_rows):
         """Parameter and bottom gradients from the gate-input gradients as
         ``dg_rows`` (T N, 4H) (a view of either layout), their sum over rows
-        ``db`` (4H,) and, with a static input, their sum over time ``ds_rows``
-        (N, 4H)."""
-        t_, n, h = self.T, self.N, self.H
+        ``db`` (4H,), with a static input their sum over time ``ds_rows``
+        (N, 4H), and the recurrent inputs ``cont_t h_{t-1}`` as ``hc_rows``
+        (T N, H)."""
+        t_, n = self.T, self.N
         ppd = dict(zip((name for name, _, _ in self.param_specs()),
                        zip(self.blobs, self.param_propagate_down, strict=True),
                        strict=True))
         blob, on = ppd["W_hc"]
         if on:
-            blas.matmul_acc(dg_rows.T, self._hc.reshape(t_ * n, h), blob.diff)
+            blas.matmul_acc(dg_rows.T, hc_rows, blob.diff)
         blob, on = ppd["W_xc"]
         if on:
             blas.matmul_acc(dg_rows.T, bottom[0].data.reshape(t_ * n, self.Dx),
@@ -428,4 +490,4 @@ class LSTMLayer(RecurrentLayer):
         dg2 = dg.reshape(t_ * self.N, 4 * h)
         ds_rows = dg.sum(axis=0) if self.static_input else None
         self._param_grads(dg2, dg2.sum(axis=0), ds_rows, propagate_down, bottom, w_xc,
-                          w_s)
+                          w_s, self._hc.reshape(t_ * self.N, h))

@@ -16,6 +16,16 @@ IMPLS = ("fused", "net")
 rng = np.random.default_rng(12)
 
 
+@pytest.fixture(autouse=True, params=["ride", "project"])
+def _step_form(request, monkeypatch):
+    """Every test with both forms of the CPU forward step: the input riding
+    along in the step's GEMM, and projected for all steps first."""
+    from recaffe.layers.lstm import LSTMLayer  # noqa: PLC0415
+
+    ride = request.param == "ride"
+    monkeypatch.setattr(LSTMLayer, "RIDE_MIN_N", 1 if ride else 1 << 30)
+
+
 def lstm_text(extra="", name="lstm1"):
     return (f'name: "{name}" type: "LSTM" recurrent_param {{ num_output: {H} {FILL} '
             f'{extra} }}')
