@@ -1,9 +1,10 @@
 """``python -m benchmarks [rnn|lstm|infer|profile|blas|dist|all] [--quick]``
-[``--threads N``]."""
+[``--threads N``] [``--rounds N``]."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -44,6 +45,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="BLAS/PyTorch threads in every worker (default: all CPUs)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="lstm and infer suites: run the implementations of a row "
+                         "in turn this many times and report each one's median "
+                         "(machine speed drift then reaches all alike)")
     ap.add_argument("--json", help="also write all measurements to this file")
     ap.add_argument("--blas", default=os.environ.get("RECAFFE_BLAS", "numpy"),
                     help="BLAS for recaffe's layers in every worker (RECAFFE_BLAS): "
@@ -61,7 +66,10 @@ def main(argv=None) -> int:
     records = []
     for name in names:
         t0 = time.perf_counter()
-        text, recs = SUITES[name].run(args.quick, args.threads)
+        run = SUITES[name].run
+        takes_rounds = "rounds" in inspect.signature(run).parameters
+        extra = {"rounds": args.rounds} if takes_rounds else {}
+        text, recs = run(args.quick, args.threads, **extra)
         records += recs
         print(text)
         print(f"\n({name}: {time.perf_counter() - t0:.0f} s)\n", flush=True)

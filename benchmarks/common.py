@@ -70,6 +70,33 @@ def run_worker(module: str, func: str, kwargs: dict, threads: int,
     return {"error": tail[0][:200]}
 
 
+def alternate(jobs: dict, threads: int, rounds: int = 1) -> dict:
+    """Run the jobs (name -> ``(module, func, kwargs)``), each in its own
+    worker, one after the other, ``rounds`` times over: machine speed that
+    drifts during a run then reaches every job alike. Per job: the median of
+    its rounds' times as ``s``, every round's time as ``s_rounds``, the
+    largest peak RSS; a job that failed in any round gives that round's
+    error."""
+    per: dict[str, list[dict]] = {name: [] for name in jobs}
+    for _ in range(max(1, rounds)):
+        for name, (module, func, kwargs) in jobs.items():
+            per[name].append(run_worker(module, func, kwargs, threads))
+    out = {}
+    for name, results in per.items():
+        failed = [r for r in results if "s" not in r]
+        if failed:
+            out[name] = failed[0]
+            continue
+        merged = dict(results[0])
+        merged["s_rounds"] = [r["s"] for r in results]
+        merged["s"] = statistics.median(merged["s_rounds"])
+        rss = [r["rss_mb"] for r in results if isinstance(r.get("rss_mb"), int | float)]
+        if rss:
+            merged["rss_mb"] = max(rss)
+        out[name] = merged
+    return out
+
+
 def sgemm_gflops(m: int, k: int, n: int, iters: int = 5) -> float:
     """numpy float32 GEMM throughput (GFLOP/s) for (m, k) @ (k, n)."""
     import numpy as np  # noqa: PLC0415

@@ -34,8 +34,14 @@ def torch_infer(T, N, V, H, iters=20):
     return {"s": median_time(run, iters, warmup=2, min_time=0.5)}
 
 
-def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
-    from benchmarks.common import fmt_ms, run_worker, table, torch_available  # noqa: PLC0415
+def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
+    from benchmarks.common import (  # noqa: PLC0415
+        alternate,
+        fmt_ms,
+        run_worker,
+        table,
+        torch_available,
+    )
 
     iters = 5 if quick else 20
     rows, records = [], []
@@ -46,12 +52,14 @@ def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
         fl = infer_flops(50, N, 65, 512)
         # The recurrent GEMMs are (N, H) @ (H, 4H): bound by that shape's rate.
         bound = fl / (rate.get("gflops_step", 1.0) * 1e9)
-        torch_res = run_worker("infer", "torch_infer", kw, threads) \
-            if torch_available() else {"error": "torch not installed"}
-        res = {"PyTorch nn.LSTM (no_grad)": torch_res,
-               "recaffe LSTM layer": run_worker("infer", "recaffe_infer", kw, threads),
-               "recaffe unroll-built LSTM": run_worker(
-                   "infer", "recaffe_infer", {**kw, "impl": "unroll"}, threads)}
+        jobs = {"PyTorch nn.LSTM (no_grad)": ("infer", "torch_infer", kw),
+                "recaffe LSTM layer": ("infer", "recaffe_infer", kw),
+                "recaffe unroll-built LSTM": ("infer", "recaffe_infer",
+                                              {**kw, "impl": "unroll"})}
+        if not torch_available():
+            jobs.pop("PyTorch nn.LSTM (no_grad)")
+        res = {"PyTorch nn.LSTM (no_grad)": {"error": "torch not installed"},
+               **alternate(jobs, threads, rounds)}
         ref = res["PyTorch nn.LSTM (no_grad)"].get("s")
         for name, r in res.items():
             s = r.get("s")
@@ -61,7 +69,8 @@ def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
         rows.append([N, f"GEMM bound ({fl / 1e9:.2f} GFLOP at step-GEMM rate "
                      f"{rate.get('gflops_step', 0):.0f} GFLOP/s)", fmt_ms(bound),
                      f"{bound / ref:.2f}" if ref else "-", "-"])
-    text = ("LSTM inference, V=65, T=50, H=512, 1 layer, forward only, median\n\n"
+    text = ("LSTM inference, V=65, T=50, H=512, 1 layer, forward only, median"
+            + (f" of {rounds} alternating rounds" if rounds > 1 else "") + "\n\n"
             + table(["N", "implementation", "ms/iter", "x PyTorch", "peak RSS MB"],
                     rows))
     return text, records

@@ -126,8 +126,14 @@ CASES = [  # (label, T, N, V, H, layers)
 ]
 
 
-def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
-    from benchmarks.common import fmt_ms, run_worker, table, torch_available  # noqa: PLC0415
+def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
+    from benchmarks.common import (  # noqa: PLC0415
+        alternate,
+        fmt_ms,
+        run_worker,
+        table,
+        torch_available,
+    )
 
     iters = 3 if quick else 10
     rows, records = [], []
@@ -137,13 +143,14 @@ def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
                           threads)
         flops = train_flops(T, N, V, H, layers)
         bound = flops / (rate.get("gflops_big", np.nan) * 1e9)
-        res = {
-            "PyTorch nn.LSTM": run_worker("lstm", "torch_train", kw, threads)
-            if torch_available() else {"error": "torch not installed"},
-            "recaffe LSTM layer": run_worker("lstm", "recaffe_train", kw, threads),
-            "recaffe unroll-built LSTM": run_worker(
-                "lstm", "recaffe_train", {**kw, "impl": "unroll"}, threads),
-        }
+        jobs = {"PyTorch nn.LSTM": ("lstm", "torch_train", kw),
+                "recaffe LSTM layer": ("lstm", "recaffe_train", kw),
+                "recaffe unroll-built LSTM": ("lstm", "recaffe_train",
+                                              {**kw, "impl": "unroll"})}
+        if not torch_available():
+            jobs.pop("PyTorch nn.LSTM")
+        res = {"PyTorch nn.LSTM": {"error": "torch not installed"},
+               **alternate(jobs, threads, rounds)}
         ref = res["PyTorch nn.LSTM"].get("s")
         for name, r in res.items():
             s = r.get("s")
@@ -156,7 +163,8 @@ def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
                      f"{bound / ref:.2f}" if ref else "-", "1.00", "-"])
         records.append({"bench": "lstm", "case": label, "name": "gemm_bound",
                         "s": bound, "gflop": flops / 1e9, **rate})
-    text = ("Char LSTM LM train step (forward+backward+SGD momentum), median\n\n"
+    text = ("Char LSTM LM train step (forward+backward+SGD momentum), median"
+            + (f" of {rounds} alternating rounds" if rounds > 1 else "") + "\n\n"
             + table(["case", "implementation", "ms/iter", "x PyTorch", "x GEMM bound",
                      "peak RSS MB"], rows))
     return text, records
