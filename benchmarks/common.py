@@ -97,6 +97,21 @@ def alternate(jobs: dict, threads: int, rounds: int = 1) -> dict:
     return out
 
 
+def lstm_rows(module: str, torch_name: str, torch_func: str, recaffe_func: str,
+              kw: dict, threads: int, rounds: int = 1) -> dict:
+    """The three implementations an LSTM suite compares, run with
+    :func:`alternate`: PyTorch (``torch_name``, an error row without torch),
+    recaffe's ``LSTM`` layer and the unroll-built LSTM (``impl="unroll"``)."""
+    jobs = {torch_name: (module, torch_func, kw),
+            "recaffe LSTM layer": (module, recaffe_func, kw),
+            "recaffe unroll-built LSTM": (module, recaffe_func,
+                                          {**kw, "impl": "unroll"})}
+    if not torch_available():
+        jobs.pop(torch_name)
+    return {torch_name: {"error": "torch not installed"},
+            **alternate(jobs, threads, rounds)}
+
+
 def sgemm_gflops(m: int, k: int, n: int, iters: int = 5) -> float:
     """numpy float32 GEMM throughput (GFLOP/s) for (m, k) @ (k, n)."""
     import numpy as np  # noqa: PLC0415

@@ -35,13 +35,7 @@ def torch_infer(T, N, V, H, iters=20):
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import (  # noqa: PLC0415
-        alternate,
-        fmt_ms,
-        run_worker,
-        table,
-        torch_available,
-    )
+    from benchmarks.common import fmt_ms, lstm_rows, run_worker, table  # noqa: PLC0415
 
     iters = 5 if quick else 20
     rows, records = [], []
@@ -52,14 +46,8 @@ def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
         fl = infer_flops(50, N, 65, 512)
         # The recurrent GEMMs are (N, H) @ (H, 4H): bound by that shape's rate.
         bound = fl / (rate.get("gflops_step", 1.0) * 1e9)
-        jobs = {"PyTorch nn.LSTM (no_grad)": ("infer", "torch_infer", kw),
-                "recaffe LSTM layer": ("infer", "recaffe_infer", kw),
-                "recaffe unroll-built LSTM": ("infer", "recaffe_infer",
-                                              {**kw, "impl": "unroll"})}
-        if not torch_available():
-            jobs.pop("PyTorch nn.LSTM (no_grad)")
-        res = {"PyTorch nn.LSTM (no_grad)": {"error": "torch not installed"},
-               **alternate(jobs, threads, rounds)}
+        res = lstm_rows("infer", "PyTorch nn.LSTM (no_grad)", "torch_infer",
+                        "recaffe_infer", kw, threads, rounds)
         ref = res["PyTorch nn.LSTM (no_grad)"].get("s")
         for name, r in res.items():
             s = r.get("s")

@@ -127,13 +127,7 @@ CASES = [  # (label, T, N, V, H, layers)
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import (  # noqa: PLC0415
-        alternate,
-        fmt_ms,
-        run_worker,
-        table,
-        torch_available,
-    )
+    from benchmarks.common import fmt_ms, lstm_rows, run_worker, table  # noqa: PLC0415
 
     iters = 3 if quick else 10
     rows, records = [], []
@@ -143,14 +137,8 @@ def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
                           threads)
         flops = train_flops(T, N, V, H, layers)
         bound = flops / (rate.get("gflops_big", np.nan) * 1e9)
-        jobs = {"PyTorch nn.LSTM": ("lstm", "torch_train", kw),
-                "recaffe LSTM layer": ("lstm", "recaffe_train", kw),
-                "recaffe unroll-built LSTM": ("lstm", "recaffe_train",
-                                              {**kw, "impl": "unroll"})}
-        if not torch_available():
-            jobs.pop("PyTorch nn.LSTM")
-        res = {"PyTorch nn.LSTM": {"error": "torch not installed"},
-               **alternate(jobs, threads, rounds)}
+        res = lstm_rows("lstm", "PyTorch nn.LSTM", "torch_train", "recaffe_train",
+                        kw, threads, rounds)
         ref = res["PyTorch nn.LSTM"].get("s")
         for name, r in res.items():
             s = r.get("s")

@@ -55,3 +55,20 @@ def test_one_round_is_one_run(common, monkeypatch):
     monkeypatch.setattr(common, "run_worker", fake)
     out = common.alternate({"a": ("m", "f", {})}, threads=1)
     assert len(calls) == 1 and out["a"]["s"] == 0.25 and out["a"]["s_rounds"] == [0.25]
+
+
+def test_lstm_rows_without_torch(common, monkeypatch):
+    ran = []
+
+    def fake(module, func, kwargs, threads):
+        ran.append((func, kwargs.get("impl")))
+        return {"s": 1.0}
+
+    monkeypatch.setattr(common, "run_worker", fake)
+    monkeypatch.setattr(common, "torch_available", lambda: False)
+    out = common.lstm_rows("lstm", "PyTorch nn.LSTM", "torch_train", "recaffe_train",
+                           {"T": 2}, threads=1, rounds=2)
+    assert out["PyTorch nn.LSTM"] == {"error": "torch not installed"}
+    assert ran == [("recaffe_train", None), ("recaffe_train", "unroll")] * 2
+    assert list(out) == ["PyTorch nn.LSTM", "recaffe LSTM layer",
+                         "recaffe unroll-built LSTM"]
