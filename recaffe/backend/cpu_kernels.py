@@ -11,9 +11,9 @@ back to Python between steps. The layer keeps a step's gates gate-major,
 recurrent product, in BLAS's fastest orientation at these shapes) and lands
 in the gate block; the gate math runs along contiguous rows of N. One
 forward step (:func:`_lstm_forward_step`) is the GEMM, then one vectorised
-pass for the
-four gates (``tanh32`` of :mod:`recaffe.backend.fast_math`, which compiles to
-SIMD code; ``sigmoid(x) = 0.5 tanh(x / 2) + 0.5``), one for the cell and
+pass for the four gates (``tanh32`` of :mod:`recaffe.backend.fast_math`,
+which compiles to SIMD code; ``sigmoid(x) = 0.5 tanh(x / 2) + 0.5``), one
+for the cell and
 ``h``, and the (H, N) -> (N, H) transposition of ``h`` into the top. One
 backward step (:func:`_lstm_backward_step`) is one pass for the four
 gate-input gradients and the carried ``dc`` (no transcendentals: it reads

@@ -32,6 +32,8 @@ path's.
 
 from __future__ import annotations
 
+import threading
+
 from recaffe.backend import cpu_kernels, cuda_kernels
 from recaffe.errors import ShapeError
 from recaffe.layer import Layer, register_layer
@@ -98,9 +100,10 @@ class LSTMUnitLayer(Layer):
         acts[:, h: 2 * h] *= cont[:, None]
         return acts
 
-    #: Scratch of forward-only units, shared by all of them (per shape, dtype):
-    #: nothing is kept for backward, so every step of an unrolled net reuses it.
-    _shared_scratch: dict = {}
+    #: Scratch of forward-only units, shared by all of them (per shape, dtype)
+    #: within a thread: nothing is kept for backward, so every step of an
+    #: unrolled net reuses it; nets running in other threads get their own.
+    _shared_scratch = threading.local()
 
     def _cpu_buffers(self, x, c_prev):
         """(acts (N, 4H), tanh(c) (N, H)) buffers for x's shape and dtype."""
@@ -113,10 +116,11 @@ class LSTMUnitLayer(Layer):
 
     def _scratch(self, x, c_prev):
         key = (x.shape, x.dtype)
-        buf = self._shared_scratch.get(key)
+        bufs = self._shared_scratch.__dict__.setdefault("bufs", {})
+        buf = bufs.get(key)
         if buf is None:
             xp = self.xp
-            buf = self._shared_scratch[key] = (xp.empty_like(x), xp.empty_like(c_prev))
+            buf = bufs[key] = (xp.empty_like(x), xp.empty_like(c_prev))
         return buf
 
     def _cpu_backward(self, top, propagate_down, bottom):

@@ -55,7 +55,7 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp, scratch=None):
     if typ in ("Slice", "Concat"):
         return slice_kernels(net, u, data_rows, diff_rows)
     if typ == "Sigmoid" or typ == "TanH":
-        return _activation_kernels(typ, b, t, pd, backward)
+        return _activation_kernels(typ, b, t, pd, backward, scratch)
     if typ == "LSTMUnit":
         return _lstm_unit_kernels(layer, b, t, pd, backward)
     if typ == "Scale" and len(b) == 2 and not layer.bias_term and \
@@ -89,7 +89,19 @@ def layer_kernels(net, graph, u: int, data_rows, diff_rows, xp, scratch=None):
     return None, None
 
 
-def _activation_kernels(typ, b, t, pd, backward=True):
+def _work_array(scratch, purpose: str, shape, dtype):
+    """An array for ``purpose`` that lives only inside one kernel call: one
+    per shape and dtype in ``scratch`` (a plan's dict), or a new one."""
+    key = (purpose, tuple(shape), np.dtype(dtype))
+    arr = None if scratch is None else scratch.get(key)
+    if arr is None:
+        arr = np.empty(shape, dtype=dtype)
+        if scratch is not None:
+            scratch[key] = arr
+    return arr
+
+
+def _activation_kernels(typ, b, t, pd, backward=True, scratch=None):
     x, y = b[0].data, t[0].data
     dy, dx = (t[0].diff, b[0].diff if pd[0] else None) if backward else (None, None)
     # 0-d operands of the arrays' dtype: numpy converts a Python float
@@ -110,19 +122,19 @@ def _activation_kernels(typ, b, t, pd, backward=True):
         return _compiled_activation(typ, x, y, dy, dx, backward, fwd)
     if not backward:
         return fwd, None
-    scratch = np.empty_like(y)
+    work = _work_array(scratch, "activation_grad", y.shape, y.dtype)
     if typ == "Sigmoid":
         def bwd(_t, _pd, _b):
             if dx is not None:  # dy * y * (1 - y)
-                subtract(one, y, out=scratch)
-                multiply(scratch, y, out=scratch)
-                multiply(dy, scratch, out=dx)
+                subtract(one, y, out=work)
+                multiply(work, y, out=work)
+                multiply(dy, work, out=dx)
     else:
         def bwd(_t, _pd, _b):
             if dx is not None:  # dy * (1 - y^2)
-                multiply(y, y, out=scratch)
-                subtract(one, scratch, out=scratch)
-                multiply(dy, scratch, out=dx)
+                multiply(y, y, out=work)
+                subtract(one, work, out=work)
+                multiply(dy, work, out=dx)
     return fwd, bwd
 
 
@@ -240,12 +252,7 @@ def ip_kernels(layer, b, t, pd, backward=True, scratch=None):
             or (M <= SMALL_BATCH_ROWS and N * K >= SMALL_BATCH_MIN_WEIGHT)):
         # A recurrent step's product with a large weight: W x^T (the weight as
         # stored) and one transposed copy beat x W^T (the same dot products).
-        key = ("ip_transposed", (N, M), y.dtype)
-        yt = None if scratch is None else scratch.get(key)
-        if yt is None:
-            yt = np.empty((N, M), dtype=y.dtype)
-            if scratch is not None:
-                scratch[key] = yt
+        yt = _work_array(scratch, "ip_transposed", (N, M), y.dtype)
         copyto = np.copyto
 
         def fwd(_b, _t):
