@@ -108,13 +108,15 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
 def _loop_gemms(net, reps: int = 5) -> float:
     """Seconds the compiled loops of ``net``'s LSTM layers spend in BLAS per
     iteration: their products, made alone on the layers' arrays (forward
-    ``[W_hc | W_xc] [h~_t | x_t]^T`` into the gate block, backward
-    ``W_hc^T dG_t``), median of ``reps``."""
+    ``[W_hc | W_xc] [h~_t | x_t]^T``, or ``W_hc h~_t^T`` where the inputs
+    are projected first, into the gate block; backward ``W_hc^T dG_t``),
+    median of ``reps``."""
     calls = []
     for layer in net.layers:
         if layer.type != "LSTM" or getattr(layer, "_kept", None) is None:
             continue
-        w, w_hc = layer._wcat, layer.blobs[-1].data
+        w_hc = layer.blobs[-1].data
+        w = w_hc if layer._wcat is None else layer._wcat  # fewer than 16 streams
         acts, src, dg, dht = layer._acts, layer._src, layer._gx, layer._dht
         for t in range(layer.T):
             calls.append((w, src[t].T, acts[t]))
