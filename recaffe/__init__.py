@@ -54,7 +54,8 @@ def has_nccl() -> bool:
 def solver_count() -> int:
     from recaffe.parallel.context import size  # noqa: PLC0415
 
-    return size() if size() > 1 else _parallel["solver_count"]
+    n = size()
+    return n if n > 1 else _parallel["solver_count"]
 
 
 def set_solver_count(count: int) -> None:

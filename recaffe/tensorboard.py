@@ -211,6 +211,16 @@ def _records(path: str):
             yield data
 
 
+def _events(path: str):
+    """The parsed ``Event`` records of one event file."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    for data in _records(path):
+        ev = Event()
+        ev.ParseFromString(data)
+        yield ev
+
+
 def read_scalars(logdir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     """Every scalar curve of a run folder, as TensorBoard shows it: the event
     files in the order they were written, each purge (a resumed run's
@@ -219,15 +229,11 @@ def read_scalars(logdir: str | os.PathLike) -> dict[str, list[tuple[int, float]]
     Returns:
         tag -> [(step, value), ...] in step order.
     """
-    from tensorboardX.proto.event_pb2 import Event, SessionLog
+    from tensorboardX.proto.event_pb2 import SessionLog
 
     files = []
     for path in glob.glob(os.path.join(os.fspath(logdir), "*tfevents*")):
-        events = []
-        for data in _records(path):
-            ev = Event()
-            ev.ParseFromString(data)
-            events.append(ev)
+        events = list(_events(path))
         if events:
             files.append((events[0].wall_time, path, events))
     curves: dict[str, list[tuple[int, float]]] = {}
@@ -245,13 +251,9 @@ def read_scalars(logdir: str | os.PathLike) -> dict[str, list[tuple[int, float]]
 
 def read_histogram_tags(logdir: str | os.PathLike) -> dict[str, list[int]]:
     """tag -> steps of every histogram in a run folder."""
-    from tensorboardX.proto.event_pb2 import Event
-
     out: dict[str, list[int]] = {}
     for path in sorted(glob.glob(os.path.join(os.fspath(logdir), "*tfevents*"))):
-        for data in _records(path):
-            ev = Event()
-            ev.ParseFromString(data)
+        for ev in _events(path):
             for value in ev.summary.value:
                 if value.HasField("histo"):
                     out.setdefault(value.tag, []).append(int(ev.step))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from time import perf_counter
 
 from recaffe.backend import synced
-from recaffe.backend.synced import device_side
 from recaffe.cli.common import (
     ArgumentParser,
     UsageError,
@@ -119,7 +118,6 @@ def main(argv: list[str]) -> int:
     if args.iterations <= 0:
         raise UsageError(f"-iterations must be > 0, got {args.iterations}")
     setup_logging(args.log_file)
-    sides = None
     try:
         select_device(args.gpu)
         select_blas(args)
@@ -136,57 +134,53 @@ def main(argv: list[str]) -> int:
         net.backward_all()
         # The timed loop calls layers directly, as Caffe's does: it runs on the
         # device side (no per-layer host/device bookkeeping).
-        sides = device_side()
-        sides.__enter__()
-        synced.reset_copy_counts()
-        logger.info("*** Benchmark begins ***")
-        logger.info(f"Testing for {args.iterations} iterations.")
-        fwd_layer = [0.0] * n
-        bwd_layer = [0.0] * n
-        fwd_total = bwd_total = 0.0
-        synchronize()
-        total_start = perf_counter()
-        for j in range(args.iterations):
-            iter_start = perf_counter()
-            for i in range(n):
-                t = perf_counter()
-                layers[i].Forward(net.bottom_vecs[i], net.top_vecs[i])
-                synchronize()
-                fwd_layer[i] += perf_counter() - t
-            mid = perf_counter()
-            fwd_total += mid - iter_start
-            for i in range(n - 1, -1, -1):
-                t = perf_counter()
-                if net.layer_need_backward[i]:
-                    layers[i].Backward(net.top_vecs[i], net.bottom_need_backward[i],
-                                       net.bottom_vecs[i])
+        with synced.device_side():
+            synced.reset_copy_counts()
+            logger.info("*** Benchmark begins ***")
+            logger.info(f"Testing for {args.iterations} iterations.")
+            fwd_layer = [0.0] * n
+            bwd_layer = [0.0] * n
+            fwd_total = bwd_total = 0.0
+            synchronize()
+            total_start = perf_counter()
+            for j in range(args.iterations):
+                iter_start = perf_counter()
+                for i in range(n):
+                    t = perf_counter()
+                    layers[i].Forward(net.bottom_vecs[i], net.top_vecs[i])
                     synchronize()
-                bwd_layer[i] += perf_counter() - t
-            end = perf_counter()
-            bwd_total += end - mid
-            logger.info(f"Iteration: {j + 1} forward-backward time: "
-                        f"{fmt((end - iter_start) * 1e3)} ms.")
-        total = perf_counter() - total_start
-        its = args.iterations
-        logger.info("Average time per layer: ")
-        for i in range(n):
-            name = net.layer_names[i]
-            logger.info(f"{name:>10}\tforward: {fmt(fwd_layer[i] * 1e3 / its)} ms.")
-            logger.info(f"{name:>10}\tbackward: {fmt(bwd_layer[i] * 1e3 / its)} ms.")
-        logger.info(f"Average Forward pass: {fmt(fwd_total * 1e3 / its)} ms.")
-        logger.info(f"Average Backward pass: {fmt(bwd_total * 1e3 / its)} ms.")
-        logger.info(f"Average Forward-Backward: {fmt(total * 1e3 / its)} ms.")
-        logger.info(f"Total Time: {fmt(total * 1e3)} ms.")
-        logger.info("*** Benchmark ends ***")
-        _log_copies(its)
-        _time_plan(net, its)
-        sides.__exit__(None, None, None)
-        sides = None
+                    fwd_layer[i] += perf_counter() - t
+                mid = perf_counter()
+                fwd_total += mid - iter_start
+                for i in range(n - 1, -1, -1):
+                    t = perf_counter()
+                    if net.layer_need_backward[i]:
+                        layers[i].Backward(net.top_vecs[i], net.bottom_need_backward[i],
+                                           net.bottom_vecs[i])
+                        synchronize()
+                    bwd_layer[i] += perf_counter() - t
+                end = perf_counter()
+                bwd_total += end - mid
+                logger.info(f"Iteration: {j + 1} forward-backward time: "
+                            f"{fmt((end - iter_start) * 1e3)} ms.")
+            total = perf_counter() - total_start
+            its = args.iterations
+            logger.info("Average time per layer: ")
+            for i in range(n):
+                name = net.layer_names[i]
+                logger.info(f"{name:>10}\tforward: {fmt(fwd_layer[i] * 1e3 / its)} ms.")
+                logger.info(
+                    f"{name:>10}\tbackward: {fmt(bwd_layer[i] * 1e3 / its)} ms.")
+            logger.info(f"Average Forward pass: {fmt(fwd_total * 1e3 / its)} ms.")
+            logger.info(f"Average Backward pass: {fmt(bwd_total * 1e3 / its)} ms.")
+            logger.info(f"Average Forward-Backward: {fmt(total * 1e3 / its)} ms.")
+            logger.info(f"Total Time: {fmt(total * 1e3)} ms.")
+            logger.info("*** Benchmark ends ***")
+            _log_copies(its)
+            _time_plan(net, its)
         # Graphs replay through the net's own entry points, which keep the
         # host/device heads in step themselves (outside device_side()).
         _time_graphs(net, its)
     finally:
-        if sides is not None:
-            sides.__exit__(None, None, None)
         close_log_file()
     return 0

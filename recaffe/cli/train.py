@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
             return launch_gpus(argv, ids)
     ctx = parallel.init()
     if ctx.size == 1:
-        return _train(args, ids)
+        return _train(args, ids, ctx)
     try:
         return _train(args, ids, ctx)
     except (Exception, KeyboardInterrupt) as exc:
@@ -152,20 +152,20 @@ def _device_for_rank(args, ids, ctx) -> str:
     """The -gpu value of this rank: ``ids[rank]`` in a multi-GPU job."""
     if ids is None or len(ids) == 1:
         return args.gpu if ids is None else str(ids[0])
-    if ctx is None or ctx.size != len(ids):
-        n = 1 if ctx is None else ctx.size
+    n = ctx.size
+    if n != len(ids):
         raise UsageError(f"-gpu {args.gpu} lists {len(ids)} GPUs for {n} rank(s); "
                          f"start one rank per GPU (mpirun -n {len(ids)}) or list "
                          f"{n} GPU(s)")
     return str(ids[ctx.rank])
 
 
-def _train(args, ids, ctx=None) -> int:
+def _train(args, ids, ctx) -> int:
     from recaffe import parallel
     from recaffe.solvers import get_solver, load_solver_param
 
     setup_logging(args.log_file)
-    if ctx is not None and ctx.rank != 0:
+    if ctx.rank != 0:
         logger.setLevel(logging.WARNING)  # rank 0 alone prints Caffe's log
     try:
         param = load_solver_param(args.solver)
@@ -174,7 +174,7 @@ def _train(args, ids, ctx=None) -> int:
         if args.iterations is not None:
             param.max_iter = args.iterations
         select_device(_device_for_rank(args, ids, ctx), param)
-        if ctx is not None and ids:
+        if ids:
             ctx = parallel.context.use_nccl_between_gpus(ctx)
         select_blas(args)
         if args.snapshot or args.weights:
@@ -182,15 +182,15 @@ def _train(args, ids, ctx=None) -> int:
         if args.weights:
             param.weights.append(args.weights)
         actions = SignalActions(args.sigint_effect, args.sighup_effect,
-                                usr_aliases=ctx is not None)
+                                usr_aliases=ctx.size > 1)
         solver = get_solver(param)
-        if ctx is not None:
+        if ctx.size > 1:
             parallel.DataParallel(solver, ctx)
         solver.action_request = actions
         progress = ProgressLine()
         progress.attach(solver)
         board = None
-        if args.tensorboard and (ctx is None or ctx.rank == 0):  # rank 0 writes
+        if args.tensorboard and ctx.rank == 0:  # rank 0 writes
             from recaffe.tensorboard import TensorBoardLogger  # noqa: PLC0415
 
             board = TensorBoardLogger(args.tensorboard,

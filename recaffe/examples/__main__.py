@@ -13,20 +13,20 @@ trains the talk's RNN from an installed recaffe, without a checkout.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from importlib import resources
 from pathlib import Path
 
 from recaffe.examples import EXAMPLES
-from recaffe.io.prototxt import parse_prototxt
+from recaffe.io.prototxt import parse_prototxt, write_prototxt
 from recaffe.proto import caffe_pb2
 
 
 def prepare_binary_addition(outdir: str, num_train: int = 4000,
                             num_test: int = 1000) -> Path:
     """Write data, nets and solver into ``outdir``; the solver's path."""
-    data = importlib.import_module("recaffe.examples.binary_addition.data")
+    from recaffe.examples.binary_addition import data
+
     files = resources.files("recaffe.examples.binary_addition")
     out = Path(outdir).resolve()
     paths = data.write_data(str(out), num_train, num_test)
@@ -38,7 +38,7 @@ def prepare_binary_addition(outdir: str, num_train: int = 4000,
             if layer.type == "HDF5Data":
                 layer.hdf5_data_param.source = paths[f"{split}_source"]
         nets[split] = out / f"{split}.prototxt"
-        nets[split].write_text(str(net))
+        write_prototxt(net, nets[split])
     solver = parse_prototxt(files.joinpath("solver.prototxt").read_text(),
                             caffe_pb2.SolverParameter)
     solver.train_net = str(nets["train"])
@@ -46,7 +46,7 @@ def prepare_binary_addition(outdir: str, num_train: int = 4000,
     solver.test_net.append(str(nets["test"]))
     solver.snapshot_prefix = str(out / "binary_addition")
     path = out / "solver.prototxt"
-    path.write_text(str(solver))
+    write_prototxt(solver, path)
     return path
 
 

@@ -92,8 +92,7 @@ class DataLayer(Layer):
 
     def _skip_others(self) -> None:
         """Move the cursor to the next record of this rank."""
-        while not self._filter.keep():
-            self._cursor.next()
+        self._filter.skip(self._cursor.next)
 
     def _datum(self):
         d = caffe_pb2.Datum()

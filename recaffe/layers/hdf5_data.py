@@ -166,31 +166,24 @@ class HDF5DataLayer(Layer):
         hosts = [np.empty(t.shape, dtype=t.dtype) for t in top]
         if self._filter.active:
             self._forward_shard(hosts)
-            for t, h in zip(top, hosts, strict=True):
-                t.data[...] = backend.to_device(h, self.xp)
-            return
-        filled = 0
-        while filled < self.batch_size:
-            n = min(self.batch_size - filled, self.rows - self.current_row)
-            rows = self.row_order[self.current_row:self.current_row + n]
-            for h, a in zip(hosts, self._arrays, strict=True):
-                h[filled:filled + n] = a[rows]
-            filled += n
-            self.current_row += n - 1
-            self._next_row()
+        else:
+            filled = 0
+            while filled < self.batch_size:
+                n = min(self.batch_size - filled, self.rows - self.current_row)
+                rows = self.row_order[self.current_row:self.current_row + n]
+                for h, a in zip(hosts, self._arrays, strict=True):
+                    h[filled:filled + n] = a[rows]
+                filled += n
+                self.current_row += n - 1
+                self._next_row()
         for t, h in zip(top, hosts, strict=True):
             t.data[...] = backend.to_device(h, self.xp)
 
     def _forward_shard(self, hosts) -> None:
         """Fill ``hosts`` with this rank's rows, passing over the others'."""
-        filt = self._filter
         for i in range(self.batch_size):
-            while True:
-                mine = filt.keep()
-                if mine:
-                    row = self.row_order[self.current_row]
-                    for h, a in zip(hosts, self._arrays, strict=True):
-                        h[i] = a[row]
-                self._next_row()
-                if mine:
-                    break
+            self._filter.skip(self._next_row)
+            row = self.row_order[self.current_row]
+            for h, a in zip(hosts, self._arrays, strict=True):
+                h[i] = a[row]
+            self._next_row()

@@ -95,8 +95,7 @@ class ImageDataLayer(Layer):
 
     def _skip_others(self) -> None:
         """Move to the next line of this data-parallel rank."""
-        while not self._filter.keep():
-            self._advance()
+        self._filter.skip(self._advance)
 
     def _read_list(self, source):
         try:

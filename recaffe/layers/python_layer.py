@@ -65,43 +65,48 @@ def _load_error(layer_param, exc: BaseException) -> LayerSetupError:
     )
 
 
+def _try_import(layer_param, module_name: str):
+    """``(module, None)``, or ``(None, error)`` when the module itself is missing;
+    any other failure is the layer's :func:`_load_error`."""
+    try:
+        return importlib.import_module(module_name), None
+    except ModuleNotFoundError as exc:
+        # Only "the module itself is missing" gets a second try; a missing
+        # import inside the user's module is reported as such.
+        if not _is_missing(exc, module_name):
+            raise _load_error(layer_param, exc) from exc
+        return None, exc
+    except Exception as exc:
+        raise _load_error(layer_param, exc) from exc
+
+
 def _import_user_module(layer_param):
     module_name = layer_param.python_param.module
     if not module_name:
         raise LayerSetupError(f"{_where(layer_param)}: python_param.module is not set")
     # Layer files written for Caffe start with `import caffe`: give them recaffe.
     with caffe_for_user_code():
-        try:
-            return importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # Only "the module itself is missing" gets a second try; a missing
-            # import inside the user's module is reported as such.
-            if not _is_missing(exc, module_name):
-                raise _load_error(layer_param, exc) from exc
-            first = exc
-        except Exception as exc:
-            raise _load_error(layer_param, exc) from exc
+        module, first = _try_import(layer_param, module_name)
+        if module is not None:
+            return module
         cwd = os.getcwd()
         added = cwd not in sys.path
         if added:
             sys.path.insert(0, cwd)
         importlib.invalidate_caches()
         try:
-            return importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not _is_missing(exc, module_name):
-                raise _load_error(layer_param, exc) from exc
+            module, missing = _try_import(layer_param, module_name)
+        finally:
+            if added and cwd in sys.path:
+                sys.path.remove(cwd)
+        if module is None:
             raise LayerSetupError(
                 f"{_where(layer_param)}: cannot load class "
                 f"'{layer_param.python_param.layer}': no module "
                 f"'{module_name}' ({first}); it must be importable from sys.path or "
                 f"the current directory {cwd}"
-            ) from exc
-        except Exception as exc:
-            raise _load_error(layer_param, exc) from exc
-        finally:
-            if added and cwd in sys.path:
-                sys.path.remove(cwd)
+            ) from missing
+        return module
 
 
 @register_layer

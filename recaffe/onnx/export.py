@@ -90,7 +90,7 @@ def build_model(net, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = False,
             f"{onnx.defs.onnx_opset_version()} (the installed onnx's newest)")
     converters = load_converters()
     convert, dropped = _plan_layers(net, converters)
-    g = Graph(net, opset, batch_axis if dynamic_batch else None, carry_state)
+    g = Graph(net, batch_axis if dynamic_batch else None, carry_state)
     names = net.blob_names
     shape_of = {n: tuple(net.blob_list[i].shape) for i, n in enumerate(names)}
 
@@ -240,10 +240,5 @@ def export(net, path: str | os.PathLike | None = None, *,
                         batch_axis=batch_axis, carry_state=carry_state,
                         extra_outputs=extra_outputs)
     if path is not None:
-        save_atomic(model, os.fspath(path))
+        atomic_write(os.fspath(path), model.SerializeToString())
     return model
-
-
-def save_atomic(model, path: str) -> None:
-    """Write ``model`` to ``path`` through a temporary file and a rename."""
-    atomic_write(path, model.SerializeToString())

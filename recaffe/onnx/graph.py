@@ -52,11 +52,11 @@ class LayerView:
 
     @property
     def name(self) -> str:
-        return self.layer.layer_param.name
+        return self.param.name
 
     @property
     def type(self) -> str:
-        return self.layer.layer_param.type
+        return self.param.type
 
     def error(self, message: str) -> OnnxExportError:
         return OnnxExportError(f"{self.type} layer '{self.name}': {message}")
@@ -65,11 +65,9 @@ class LayerView:
 class Graph:
     """Nodes and initializers of the exported graph."""
 
-    def __init__(self, net, opset: int, batch_axis: int | None,
-                 carry_state: bool = False):
+    def __init__(self, net, batch_axis: int | None, carry_state: bool = False):
         self.onnx = require_onnx()
         self.net = net
-        self.opset = opset
         #: The symbolic batch axis of inputs/outputs, None for static shapes.
         self.batch_axis = batch_axis
         self.carry_state = carry_state

@@ -10,6 +10,8 @@ the whole source.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from recaffe.parallel.context import get_context
 from recaffe.proto import caffe_pb2
 
@@ -46,3 +48,9 @@ class ItemFilter:
         k = self.offset
         self.offset += 1
         return k % self.size == self.rank
+
+    def skip(self, advance: Callable[[], object]) -> None:
+        """Call ``advance`` past the other ranks' items, up to this rank's next
+        one (counted as kept)."""
+        while not self.keep():
+            advance()

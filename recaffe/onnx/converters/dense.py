@@ -79,7 +79,7 @@ def _operand(g, v, pshape, axis: int, param_index: int | None, bottom_index=None
 @converter("Scale")
 def scale(g, v):
     layer = v.layer
-    p = layer.layer_param.scale_param
+    p = v.param.scale_param
     learned = layer.learned_scale
     pshape = tuple(layer.blobs[0].shape) if learned else v.bottom_shapes[1]
     axis = _axis(v, p.axis, pshape)
@@ -95,7 +95,7 @@ def scale(g, v):
 @converter("Bias")
 def bias(g, v):
     layer = v.layer
-    p = layer.layer_param.bias_param
+    p = v.param.bias_param
     learned = len(v.bottoms) == 1
     pshape = tuple(layer.blobs[0].shape) if learned else v.bottom_shapes[1]
     axis = _axis(v, p.axis, pshape)

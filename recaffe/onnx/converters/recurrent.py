@@ -21,7 +21,7 @@ import numpy as np
 from recaffe.onnx.registry import converter
 
 
-def _params(g, v) -> dict[str, int]:
+def _params(v) -> dict[str, int]:
     return {name: j for j, (name, _, _) in enumerate(v.layer.param_specs())}
 
 
@@ -99,22 +99,22 @@ def _lstm_cell(g, a: str, c_prev: str, cont: str, h: int, axis: int):
 
 
 def _inputs_and_recurrent_weight(g, v, x_name: str, b_name: str, h_name: str):
-    """(per-step input projections, per-step cont, transposed recurrent weight)
-    of a Caffe recurrent layer, from its named parameters (``<x_name>_static``
-    is the static input's weight)."""
-    p = _params(g, v)
+    """(per-step input projections, per-step cont, transposed recurrent weight,
+    parameter index by name) of a Caffe recurrent layer, from its named
+    parameters (``<x_name>_static`` is the static input's weight)."""
+    p = _params(v)
     wx = g.param_view(v, p[x_name], transpose=True)
     ws = (g.param_view(v, p[x_name + "_static"], transpose=True)
           if v.layer.static_input else None)
     wh = g.param_view(v, p[h_name], transpose=True)
     projs, conts = _steps(g, v, wx, g.param(v, p[b_name]), ws)
-    return projs, conts, wh
+    return projs, conts, wh, p
 
 
 @converter("LSTM")
 def lstm(g, v):
     layer = v.layer
-    projs, conts, wh = _inputs_and_recurrent_weight(g, v, "W_xc", "b_c", "W_hc")
+    projs, conts, wh, _ = _inputs_and_recurrent_weight(g, v, "W_xc", "b_c", "W_hc")
     h, c = _initial_states(g, v, ("h", "c"))
     hs = []
     for proj, cont in zip(projs, conts, strict=True):
@@ -127,7 +127,7 @@ def lstm(g, v):
 
 @converter("RNN")
 def rnn(g, v):
-    projs, conts, wh = _inputs_and_recurrent_weight(g, v, "W_xh", "b_h", "W_hh")
+    projs, conts, wh, p = _inputs_and_recurrent_weight(g, v, "W_xh", "b_h", "W_hh")
     (h,) = _initial_states(g, v, ("h",))
     hs = []
     for proj, cont in zip(projs, conts, strict=True):
@@ -136,7 +136,6 @@ def rnn(g, v):
         hs.append(h)
     # o_t = tanh(W_ho h_t + b_o), for all steps at once.
     hcat = _stack(g, hs)
-    p = _params(g, v)
     wo = g.param_view(v, p["W_ho"], transpose=True)
     o = g.node("Add", [g.node("MatMul", [hcat, wo]), g.param(v, p["b_o"])])
     g.node("Tanh", [o], v.tops[0])

@@ -52,7 +52,7 @@ def tile(g, v):
     # Caffe repeats the whole block from ``axis`` on, which is ONNX's Tile
     # along that axis.
     x = v.bottom_shapes[0]
-    axis = v.layer.canonical_axis(v.layer.layer_param.tile_param.axis, len(x))
+    axis = v.layer.canonical_axis(v.param.tile_param.axis, len(x))
     reps = [1] * len(x)
     reps[axis] = v.layer.tiles
     g.node("Tile", [v.bottoms[0], g.ints(reps, "repeats")], v.tops[0])
