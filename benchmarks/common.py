@@ -39,14 +39,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def thread_env(threads: int, blas_env: dict | None = None) -> dict:
+def root_env() -> dict:
+    """This process's environment with the repository root first on PYTHONPATH."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def thread_env(threads: int, blas_env: dict | None = None) -> dict:
+    env = root_env()
     for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "BLIS_NUM_THREADS"):
         env[k] = str(threads)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     env.update(blas_env or {})
     return env
+
+
+def result_of(proc: subprocess.CompletedProcess, limit: int = 200) -> dict:
+    """A worker's result: the JSON of its last ``RESULT `` line on stdout, else
+    ``{"error": ...}`` with the last line of its stderr (or stdout) cut to
+    ``limit`` characters."""
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {"error": tail[0][:limit]}
 
 
 def run_worker(module: str, func: str, kwargs: dict, threads: int,
@@ -63,11 +80,7 @@ def run_worker(module: str, func: str, kwargs: dict, threads: int,
                            env=thread_env(threads, env), cwd=ROOT, check=False)
     except subprocess.TimeoutExpired:
         return {"error": "timeout"}
-    for line in reversed(p.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
-    return {"error": tail[0][:200]}
+    return result_of(p)
 
 
 def alternate(jobs: dict, threads: int, rounds: int = 1) -> dict:

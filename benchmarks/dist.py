@@ -19,15 +19,13 @@ are those of the named networks.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-from benchmarks.common import ROOT, table, thread_env
+from benchmarks.common import ROOT, result_of, table, thread_env
 
 MODELS = {
     # name: (builder kwargs, batch per rank)
@@ -98,25 +96,18 @@ def _alpha_beta(comm) -> dict:
     return {"alpha_s": small, "bandwidth_Bps": (4 << 20) / max(big - small, 1e-9)}
 
 
-def _mpirun() -> str | None:
-    local = os.path.join(os.path.dirname(sys.executable), "mpirun")
-    return local if os.path.exists(local) else shutil.which("mpirun")
-
-
 def _launch(model: str, ranks: int, threads: int, quick: bool) -> dict:
     """``mpirun -n ranks`` of :func:`worker` with ``threads`` per rank."""
+    from recaffe.parallel.launch import find_mpirun
+
     env = thread_env(threads)
     env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    cmd = [_mpirun(), "-n", str(ranks), "--oversubscribe", "--bind-to", "none",
+    cmd = [find_mpirun(), "-n", str(ranks), "--oversubscribe", "--bind-to", "none",
            sys.executable, "-m", "benchmarks.dist", "--worker", model,
            "quick" if quick else "full"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=900, check=False)
-    for line in reversed(p.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["no output"]
-    return {"error": tail[0][:200]}
+    return result_of(p)
 
 
 def model_rows(t_compute: float, nbytes: int) -> list[list]:
@@ -134,7 +125,9 @@ def model_rows(t_compute: float, nbytes: int) -> list[list]:
 
 
 def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
-    if _mpirun() is None:
+    from recaffe.parallel.launch import find_mpirun
+
+    if find_mpirun() is None:
         return ("dist: no mpirun (pip install 'recaffe[mpi]')", [])
     out, records = [], []
     for model in MODELS:

@@ -31,7 +31,7 @@ def randomize_params(net, seed: int = 0) -> None:
             blob.data[...] = values
 
 
-def net_from_text(text: str, phase=recaffe.TEST, tmp_path=None):
+def net_from_text(text: str, phase=recaffe.TEST):
     param = caffe_pb2.NetParameter()
     from google.protobuf import text_format
 

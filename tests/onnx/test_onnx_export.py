@@ -92,16 +92,12 @@ def test_unsupported_layers_are_named(body, message, onnx_tools):
     assert "\n" not in str(err.value)
 
 
-def test_data_layers_are_refused():
-    param = recaffe.proto.caffe_pb2.NetParameter()
+def test_data_layers_are_refused(onnx_tools):
     text = ('layer { name: "mem" type: "MemoryData" top: "x" top: "label" '
             'memory_data_param { batch_size: 2 channels: 3 height: 1 width: 1 } }'
             'layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y" '
             'inner_product_param { num_output: 2 } }')
-    from google.protobuf import text_format
-
-    text_format.Merge(text, param)
-    net = recaffe.Net(param, recaffe.TEST)
+    net = onnx_tools.net_from_text(text)
     with pytest.raises(OnnxExportError, match="MemoryData layer 'mem': data layers "
                        "cannot be exported; export a deploy net"):
         export(net)

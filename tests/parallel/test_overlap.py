@@ -127,7 +127,10 @@ def _instrument(solver, comm) -> int:
 def _run(net_text, iter_size=1, plan=True, monkeypatch=None, iters=3):
     """Train ``iters`` iterations data-parallel with the recorder and alone;
     returns (comm, data-parallel solver, steps per pass, final local grads of
-    the last iteration)."""
+    the last iteration); ``plan=False`` turns the plan off through
+    ``monkeypatch``."""
+    if not plan:
+        monkeypatch.setenv("RECAFFE_PLAN", "0")
     comm = RecordingComm()
     dist = _solver(net_text, iter_size)
     dp = DataParallel(dist, Context(rank=0, size=2, comm=comm), bucket_mb=1e-6)
@@ -168,9 +171,7 @@ def _check_final(comm, dp, grads):
 
 @pytest.mark.parametrize("plan", [True, False])
 def test_feed_forward_buckets_start_during_backward(plan, monkeypatch):
-    if not plan:
-        monkeypatch.setenv("RECAFFE_PLAN", "0")
-    comm, dp, per_pass, grads = _run(FEED_FORWARD, plan=plan)
+    comm, dp, per_pass, grads = _run(FEED_FORWARD, plan=plan, monkeypatch=monkeypatch)
     _check_final(comm, dp, grads)
     steps = [s for s, _, _ in comm.starts]
     # ip3's bias and weights (the first buckets) start early, ip2's next, in
@@ -185,9 +186,7 @@ def test_feed_forward_buckets_start_during_backward(plan, monkeypatch):
 
 @pytest.mark.parametrize("plan", [True, False])
 def test_shared_weights_start_after_last_sharing_layer(plan, monkeypatch):
-    if not plan:
-        monkeypatch.setenv("RECAFFE_PLAN", "0")
-    comm, dp, per_pass, grads = _run(UNROLLED, plan=plan)
+    comm, dp, per_pass, grads = _run(UNROLLED, plan=plan, monkeypatch=monkeypatch)
     _check_final(comm, dp, grads)
     net = dp.solver.net
     shared = {id(net.layer_by_name("ip_t0").blobs[j].diff) for j in (0, 1)}
