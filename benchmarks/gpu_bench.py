@@ -43,8 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Run as a script, Python puts benchmarks/ first on sys.path, where
+# benchmarks/profile.py would hide the standard library's profile (which torch
+# imports): the repository root takes its place.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from benchmarks.common import ROOT, result_of, root_env  # noqa: E402
 
 MODELS = {
     "rnn": {"kind": "rnn", "T": 9, "N": 50, "D": 2, "H": 16, "V": None, "layers": 1},
@@ -408,8 +414,7 @@ def available() -> dict:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = root_env()
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: measure peak
     return env
 
@@ -450,13 +455,11 @@ def run(models, quick: bool, iters_override: int | None, timeout: float) -> list
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, env=_env(),
                                    timeout=timeout, cwd=ROOT, check=False)
-                line = next((ln for ln in reversed(p.stdout.splitlines())
-                             if ln.startswith("RESULT ")), None)
-                if line is None:
-                    tail = (p.stderr or p.stdout).strip().splitlines()[-1:]
-                    row["note"] = f"failed: {(tail or ['no output'])[0]}"[:120]
+                res = result_of(p, limit=112)  # the note: 120 characters in all
+                if "error" in res:
+                    row["note"] = f"failed: {res['error']}"
                 else:
-                    row.update(json.loads(line[7:]))
+                    row.update(res)
                     row["iters"] = iters
             except subprocess.TimeoutExpired:
                 row["note"] = f"failed: timed out after {timeout:.0f}s"
