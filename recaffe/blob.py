@@ -25,7 +25,7 @@ import numpy as np
 
 from recaffe import backend
 from recaffe.backend import synced
-from recaffe.backend.synced import HEAD_AT_DEVICE, STATE, SyncedMemory
+from recaffe.backend.synced import HEAD_AT_DEVICE, STATE, UNINITIALIZED, SyncedMemory
 from recaffe.errors import BlobMemoryError, RecaffeError, ShapeError
 
 MAX_BLOB_AXES = 32
@@ -178,9 +178,9 @@ class Blob:
         """How errors name this blob's data or diff."""
         return f"blob '{self.name}' {what}" if self.name else f"blob {what}"
 
-    def _sync_for(self, buf):
+    def _sync_for(self, buf, head: str = UNINITIALIZED):
         """A SyncedMemory for a new device buffer (None on the host)."""
-        return None if self._xp is np else SyncedMemory(buf)
+        return None if self._xp is np else SyncedMemory(buf, head=head)
 
     def reshape(self, *dims, **kwargs) -> None:
         """Reshape; pycaffe style ``reshape(2, 3)`` or ``reshape((2, 3))``."""
@@ -266,33 +266,28 @@ class Blob:
         d = self._diff = self._gbuf[: self._count].reshape(self._shape)
         return d
 
+    def _host_side(self, sync, view, arr, what: str, mutable: bool) -> HostArray:
+        """The host side of data or diff (``what``): its SyncedMemory ``sync``
+        synced (marked changed when ``mutable``), shown through ``view``, the
+        cached host view, or a new one when None (``arr`` itself on the host)."""
+        if sync is None:
+            return view if view is not None else _host_view(arr, self, what)
+        buf = sync.host_array(mutable, lambda: self._label(what))
+        if view is None:
+            view = _host_view(buf[: self._count].reshape(self._shape), self, what)
+        return view
+
     def _host_data(self, mutable: bool) -> HostArray:
         """The host side of data (synced; marked changed when ``mutable``)."""
-        s = self._dsync
-        h = self._hdata
-        if s is None:
-            if h is None:
-                h = self._hdata = _host_view(self._data, self, "data")
-            return h
-        buf = s.host_array(mutable, self._label("data"))
-        if h is None:
-            h = self._hdata = _host_view(
-                buf[: self._count].reshape(self._shape), self, "data")
+        h = self._hdata = self._host_side(self._dsync, self._hdata, self._data,
+                                          "data", mutable)
         return h
 
     def _host_diff(self, mutable: bool) -> HostArray:
         if self._diff is None:
             self._alloc_diff()
-        s = self._gsync
-        h = self._hdiff
-        if s is None:
-            if h is None:
-                h = self._hdiff = _host_view(self._diff, self, "diff")
-            return h
-        buf = s.host_array(mutable, self._label("diff"))
-        if h is None:
-            h = self._hdiff = _host_view(
-                buf[: self._count].reshape(self._shape), self, "diff")
+        h = self._hdiff = self._host_side(self._gsync, self._hdiff, self._diff,
+                                          "diff", mutable)
         return h
 
     def host_data(self):
@@ -363,14 +358,12 @@ class Blob:
         # filled it on the device).
         if data is not None:
             self._dbuf = data
-            self._dsync = (None if self._xp is np
-                           else SyncedMemory(data, head=HEAD_AT_DEVICE))
+            self._dsync = self._sync_for(data, HEAD_AT_DEVICE)
             self._data = data[: self._count].reshape(self._shape)
             self._hdata = None
         if diff is not None:
             self._gbuf = diff
-            self._gsync = (None if self._xp is np
-                           else SyncedMemory(diff, head=HEAD_AT_DEVICE))
+            self._gsync = self._sync_for(diff, HEAD_AT_DEVICE)
             self._diff = diff[: self._count].reshape(self._shape)
             self._hdiff = None
 

@@ -45,7 +45,7 @@ import numpy as np
 from recaffe import backend
 from recaffe.backend import cuda_graph
 from recaffe.backend.cuda_graph import CaptureError
-from recaffe.backend.synced import device_side, on_host_side, runs_on_device
+from recaffe.backend.synced import runs_on_device
 from recaffe.device import ensure_device
 from recaffe.log import logger
 
@@ -77,21 +77,19 @@ def _device_side(blob) -> tuple:
     what the graphs read and write, by address.
 
     Graphs follow the host/device rules of eager passes
-    (:mod:`recaffe.backend.synced`) because they run inside one: the hooks
-    below are entered from the ``runs_on_device`` entry points (Net's forward
-    and backward, Solver's step and update) or enter a device pass
-    themselves. Its start copied every host-side change (a script's
-    ``net.blobs['x'].data[...] = batch``, a parameter edited through
-    ``.data``) into these same buffers, so a replay reads them; its end counts
-    every buffer as changed on the device, so host reads after a replay copy
-    the replay's outputs down. A diff not allocated yet is allocated here (the
-    graphs bind its address): the first graphed pass therefore leaves every
-    diff counted as written on the device, and a diff no layer writes is
-    copied down once more than after an eager pass.
+    (:mod:`recaffe.backend.synced`) because they run inside one: every caller
+    runs under this module's ``runs_on_device`` hooks (``forward``,
+    ``backward``, ``train_iteration``, ``update``, entered from Net's forward
+    and backward and Solver's step and update), so ``blob.data`` and
+    ``blob.diff`` are the device arrays here. The pass's start copied every
+    host-side change (a script's ``net.blobs['x'].data[...] = batch``, a
+    parameter edited through ``.data``) into these same buffers, so a replay
+    reads them; its end counts every buffer as changed on the device, so host
+    reads after a replay copy the replay's outputs down. A diff not allocated
+    yet is allocated here (the graphs bind its address): the first graphed
+    pass therefore leaves every diff counted as written on the device, and a
+    diff no layer writes is copied down once more than after an eager pass.
     """
-    if on_host_side():  # not from the hooks; still the device side, synced
-        with device_side():
-            return blob.data, blob.diff
     return blob.data, blob.diff
 
 
@@ -387,8 +385,7 @@ def _in_layer(net, plan, u: int, what: str, exc: Exception) -> CaptureError:
     name = f"{net.layers_list[m].type} layer '{net.layer_names[m]}'"
     if u < 0:
         name = f"time-batched group of {name}"
-    reason = str(exc) if isinstance(exc, CaptureError) else \
-        f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    reason = str(exc) if isinstance(exc, CaptureError) else cuda_graph._describe(exc)
     return CaptureError(f"{name}, {what}: {reason}")
 
 

@@ -18,8 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe import graph_runner
-from recaffe.backend import is_gpu
-from recaffe.backend.synced import host_call, runs_on_device
+from recaffe.backend.synced import runs_on_device
 from recaffe.blob import Blob
 from recaffe.device import ensure_device
 from recaffe.errors import BlobMemoryError, NetError, PrototxtError, RecaffeError
@@ -258,6 +257,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         for i, n in enumerate(self.layer_names):
             self._layer_by_name.setdefault(n, i)
         self.share_weights()
+        #: pycaffe's callbacks by kind, each wrapped by ``host_call`` when it
+        #: was registered (called with the layer index)
         self._callbacks = {"before_forward": [], "after_forward": [],
                            "before_backward": [], "after_backward": []}
         self._cache = {}
@@ -420,23 +421,22 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if start == 0 and end == len(self.layers_list) - 1:
             plan = self._get_plan()
             if plan is not None:
-                if is_gpu():  # a CUDA graph where possible
-                    loss = graph_runner.forward(self, plan)
-                    if loss is not None:
-                        self._plan_forwarded = True
-                        return loss
+                loss = graph_runner.forward(self, plan)  # a CUDA graph on a GPU
+                if loss is not None:
+                    self._plan_forwarded = True
+                    return loss
                 return self._forward_planned(plan)
         self._plain_ran()
         loss = 0.0
         cbs = self._callbacks
         for i in range(start, end + 1):
             for f in cbs["before_forward"]:
-                host_call(f)(i)
+                f(i)
             loss += self.layers_list[i].Forward(self.bottom_vecs[i], self.top_vecs[i])
             if self.debug_info:
                 self._forward_debug_info(i)
             for f in cbs["after_forward"]:
-                host_call(f)(i)
+                f(i)
         return loss
 
     def _forward_planned(self, plan) -> float:
@@ -468,7 +468,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 if not self._plan_synced:
                     plan.sync()
                     self._plan_synced = True
-                if not (is_gpu() and graph_runner.backward(self, plan)):
+                if not graph_runner.backward(self, plan):
                     plan.backward()  # (on a GPU, a CUDA graph where possible)
                 return
             # The planned forward left time-batched layers with stacked state.
@@ -482,7 +482,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                  and start == len(self.layers_list) - 1 and end == 0 else None)
         for i in range(start, end - 1, -1):
             for f in cbs["before_backward"]:
-                host_call(f)(i)
+                f(i)
             if self.layer_need_backward[i]:
                 self.layers_list[i].Backward(
                     self.top_vecs[i], self.bottom_need_backward[i], self.bottom_vecs[i]
@@ -490,7 +490,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 if self.debug_info:
                     self._backward_debug_info(i)
             for f in cbs["after_backward"]:
-                host_call(f)(i)
+                f(i)
             if table is not None and table[i] is not None:
                 table[i]()
         if self.debug_info and end == 0:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recaffe import backend
+from recaffe.backend.synced import host_call
 from recaffe.errors import NetError
 
 
@@ -245,17 +246,19 @@ class PycaffeNetMixin:
         layer.reset(data, labels)
 
     # -- callbacks -----------------------------------------------------------------
+    # Stored wrapped once: callbacks run on the host side (host arrays), also
+    # when called inside a device pass.
     def before_forward(self, f) -> None:
-        self._callbacks["before_forward"].append(f)
+        self._callbacks["before_forward"].append(host_call(f))
 
     def after_forward(self, f) -> None:
-        self._callbacks["after_forward"].append(f)
+        self._callbacks["after_forward"].append(host_call(f))
 
     def before_backward(self, f) -> None:
-        self._callbacks["before_backward"].append(f)
+        self._callbacks["before_backward"].append(host_call(f))
 
     def after_backward(self, f) -> None:
-        self._callbacks["after_backward"].append(f)
+        self._callbacks["after_backward"].append(host_call(f))
 
     def _check_layer(self, name: str) -> None:
         if name not in self._layer_by_name:

@@ -139,11 +139,7 @@ class DeviceGraph:
                 recheck()
                 raise CaptureError("a deferred check failed but its layer's "
                                    "recheck did not raise")
-        out, off = [], 0
-        for n in self.out_sizes:
-            out.append(host[off:off + n])
-            off += n
-        return out
+        return _split(host, self.out_sizes)
 
 
 
@@ -246,17 +242,22 @@ def run_eager(fn: Callable[[], list], xpm) -> list:
     path, the same gathering of outputs): the warm-up before a capture, which
     compiles and loads every kernel the capture will record. Returns the host
     values of the arrays ``fn`` returned (flat numpy arrays)."""
+    from recaffe import backend  # noqa: PLC0415 - the package imports this module
+
     gemm = cublas_capture.matmul_for(xpm) if unsupported(xpm) is None else None
     if gemm is not None:
         cublas_capture.prepare(xpm)
-        with blas.device_gemm(gemm):
-            outs = list(fn() or [])
-    else:
+    with blas.device_gemm(gemm) if gemm is not None else contextlib.nullcontext():
         outs = list(fn() or [])
     vec, sizes = _gather(xpm, outs, [])
     if vec is None:
         return []
-    host = vec.get() if hasattr(vec, "get") else vec
+    return _split(backend.to_host(vec), sizes)
+
+
+def _split(host, sizes) -> list:
+    """``host`` cut into consecutive pieces of ``sizes`` elements (the values
+    of each output :func:`_gather` put in one vector)."""
     out, off = [], 0
     for n in sizes:
         out.append(host[off:off + n])

@@ -34,8 +34,10 @@ starts.
 
 from __future__ import annotations
 
+import functools
 import os
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -167,10 +169,12 @@ class SyncedMemory:
             self._dirty = True
             STATE.dirty.append(self)
 
-    def host_array(self, mutable: bool = True, what: str = "blob") -> np.ndarray:
+    def host_array(self, mutable: bool = True,
+                   what: str | Callable[[], str] = "blob") -> np.ndarray:
         """The host side, current (Caffe's ``cpu_data``; ``mutable_cpu_data``
         when ``mutable``: the device side then counts as stale). ``what`` names
-        the buffer in the stale-write check's error."""
+        the buffer in the stale-write check's error (or is a function that
+        returns the name, called only for that error)."""
         head = self.head
         if self.host is None:
             self.host = np.zeros(self.device.shape, dtype=self.device.dtype)
@@ -195,11 +199,13 @@ class SyncedMemory:
         if STATE.check_stale and self.host is not None:
             self._digest = zlib.crc32(self.host.view(np.uint8).data)
 
-    def _check_unchanged(self, what: str) -> None:
+    def _check_unchanged(self, what: str | Callable[[], str]) -> None:
         if zlib.crc32(self.host.view(np.uint8).data) != self._digest:
             from recaffe.errors import StaleHostWriteError  # noqa: PLC0415
 
             self._digest = None
+            if callable(what):
+                what = what()
             raise StaleHostWriteError(
                 f"{what}: its host array was written after a device pass without "
                 "asking for .data/.diff again, so the device never saw the write "
@@ -294,29 +300,24 @@ def host_call(fn):
     (Python layers' hooks, user callbacks): Caffe's Python layers are CPU
     layers."""
 
+    @functools.wraps(fn)
     def call(*args, **kwargs):
         if STATE.host_side:
             return fn(*args, **kwargs)
         with _HostSide():
             return fn(*args, **kwargs)
 
-    call.__wrapped__ = fn
-    call.__name__ = getattr(fn, "__name__", "call")
-    call.__doc__ = getattr(fn, "__doc__", None)
     return call
 
 
 def runs_on_device(fn):
     """Decorator: the method runs on the device side (entered if needed)."""
 
+    @functools.wraps(fn)
     def call(*args, **kwargs):
         if not STATE.host_side:
             return fn(*args, **kwargs)
         with _DeviceSide():
             return fn(*args, **kwargs)
 
-    call.__wrapped__ = fn
-    call.__name__ = fn.__name__
-    call.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
-    call.__doc__ = fn.__doc__
     return call

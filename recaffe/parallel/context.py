@@ -109,7 +109,7 @@ def use_nccl_between_gpus(ctx: Context) -> Context:
     if ctx.size == 1 or not isinstance(ctx.comm, MPIComm):
         return ctx
     from recaffe.parallel.comm import import_nccl  # noqa: PLC0415
-    from recaffe.parallel.launch import decode_uid  # noqa: PLC0415
+    from recaffe.parallel.launch import decode_uid, encode_uid  # noqa: PLC0415
 
     try:
         nccl = import_nccl()
@@ -122,8 +122,7 @@ def use_nccl_between_gpus(ctx: Context) -> Context:
         logger.warning("NCCL is not available on every rank: gradients are staged "
                        "through the host and reduced over MPI")
         return ctx
-    uid = bytes(int(x) & 0xFF for x in nccl.get_unique_id()) if ctx.rank == 0 \
-        else b""
+    uid = encode_uid(nccl.get_unique_id()) if ctx.rank == 0 else b""
     uid = ctx.comm.allgather_bytes(uid)[0]
     new = Context(ctx.rank, ctx.size, NCCLComm(ctx.rank, ctx.size, decode_uid(uid),
                                                nccl=nccl))

@@ -14,6 +14,7 @@ reduces over NCCL when CuPy has it, else over MPI with host staging.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import time
 
 from recaffe.errors import DistributedError
 
-__all__ = ["child_env", "gpu_ids", "launch_gpus", "supervise"]
+__all__ = ["child_env", "find_mpirun", "gpu_ids", "launch_gpus", "supervise"]
 
 
 def _device_count() -> int:
@@ -130,7 +131,7 @@ def launch_gpus(argv: list[str], ids: list[int]) -> int:
     from recaffe.parallel.comm import import_nccl  # noqa: PLC0415
 
     nccl = import_nccl()
-    uid = bytes(int(x) & 0xFF for x in nccl.get_unique_id())
+    uid = encode_uid(nccl.get_unique_id())
     procs, names = [], []
     for rank, gpu in enumerate(ids):
         env = child_env(os.environ, rank, len(ids), uid, gpu)
@@ -140,6 +141,19 @@ def launch_gpus(argv: list[str], ids: list[int]) -> int:
     return supervise(procs, names)
 
 
+def encode_uid(uid) -> bytes:
+    """The NCCL unique id of ``nccl.get_unique_id()`` (signed chars) as bytes,
+    to pass to other ranks (:func:`decode_uid` turns them back)."""
+    return bytes(int(x) & 0xFF for x in uid)
+
+
 def decode_uid(raw: bytes) -> tuple[int, ...]:
     """The NCCL unique id as ``NcclCommunicator`` takes it (signed chars)."""
     return tuple(b - 256 if b > 127 else b for b in raw)
+
+
+def find_mpirun() -> str | None:
+    """The ``mpirun`` next to the Python interpreter (the ``mpi`` extra's Open
+    MPI) if there is one, else the one on ``PATH``; None when there is none."""
+    local = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    return local if os.path.exists(local) else shutil.which("mpirun")

@@ -212,10 +212,8 @@ class BackwardOverlap:
             want = sum(1 for r in ready if r <= pos)
 
             def hook(want=want, red=red):
-                reqs = red._requests
-                for req in reqs:
-                    req.test()
-                while len(reqs) < want:
+                red.poll()
+                while len(red._requests) < want:
                     red.start_bucket()
             table[pos] = hook
         return table

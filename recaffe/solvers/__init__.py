@@ -62,4 +62,4 @@ def get_solver(solver: str | os.PathLike | caffe_pb2.SolverParameter) -> Solver:
         )
     if path is not None:  # the type first, then the fields, naming the file
         validate_solver_param(param, path)
-    return cls(param)
+    return cls(param, _validated=path is not None)

@@ -40,21 +40,19 @@ class SGDSolver(Solver):
         multiply, subtract, copyto = xpm.multiply, xpm.subtract, xpm.copyto
         h_all *= h_all.dtype.type(self.param.momentum)
         net_flat = self.net.flat_params()
-        if net_flat is not None and net_flat[1].size == u_all.size:
-            # the params' data and diffs are flat too, in the same order
+        # the params' data and diffs may be flat too, in the same order
+        flat_net = net_flat is not None and net_flat[1].size == u_all.size
+        if flat_net and all(r == rates[0] for r in rates):
+            multiply(net_flat[1], rates[0], out=u_all)
+        else:
+            for b, lr, u in zip(params, rates, self.update, strict=True):
+                multiply(b.diff, lr, out=u)
+        h_all += u_all
+        if flat_net:
             data_all, diff_all = net_flat
-            if all(r == rates[0] for r in rates):
-                multiply(diff_all, rates[0], out=u_all)
-            else:
-                for b, lr, u in zip(params, rates, self.update, strict=True):
-                    multiply(b.diff, lr, out=u)
-            h_all += u_all
             copyto(diff_all, h_all)
             subtract(data_all, h_all, out=data_all)
             return
-        for b, lr, u in zip(params, rates, self.update, strict=True):
-            multiply(b.diff, lr, out=u)
-        h_all += u_all
         for b, h in zip(params, self.history, strict=False):
             copyto(b.diff, h)
             d = b.data

@@ -87,10 +87,11 @@ class Solver:
     #: Number of history blobs per learnable parameter.
     history_sets = 1
 
-    def __init__(self, solver):
+    def __init__(self, solver, *, _validated: bool = False):
+        # _validated: get_solver already checked the file (naming it).
         param = load_solver_param(solver)
         self.param = param
-        if isinstance(solver, caffe_pb2.SolverParameter):
+        if isinstance(solver, caffe_pb2.SolverParameter) and not _validated:
             validate_solver_param(param)
         self.check_param()
         if param.random_seed >= 0:
@@ -278,8 +279,11 @@ class Solver:
     def add_callback(self, on_start: Callable | None,
                      on_gradients_ready: Callable | None) -> None:
         """Call ``on_start()`` before and ``on_gradients_ready()`` after each
-        iteration's forward/backward."""
-        self.callbacks.append((on_start, on_gradients_ready))
+        iteration's forward/backward (on the host side: stored wrapped by
+        ``host_call``)."""
+        self.callbacks.append((None if on_start is None else host_call(on_start),
+                               None if on_gradients_ready is None
+                               else host_call(on_gradients_ready)))
 
     def set_action_function(self, func: Callable[[], str] | None) -> None:
         self.action_request = func
@@ -349,7 +353,7 @@ class Solver:
                     break
             for on_start, _ in callbacks:
                 if on_start is not None:
-                    host_call(on_start)()
+                    on_start()
             display = display_every > 0 and self.iter % display_every == 0
             self._display_now = display
             net.debug_info = display and debug
@@ -384,7 +388,7 @@ class Solver:
                 self._log_outputs(net, "    Train net output #")
             for _, on_ready in callbacks:
                 if on_ready is not None:
-                    host_call(on_ready)()
+                    on_ready()
             self.apply_update()
             self._display_now = False
             request = self._requested_action()
@@ -527,7 +531,7 @@ class Solver:
         self.last_lr = rate
         if self._display_now:
             logger.info(f"Iteration {self.iter}, lr = {fmt(rate)}")
-        if not (backend.is_gpu() and graph_runner.update(self, rate)):  # a graph
+        if not graph_runner.update(self, rate):  # a graph on a GPU
             self.clip_gradients()
             self.update_params(rate)
         self.iter += 1

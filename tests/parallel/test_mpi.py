@@ -17,7 +17,6 @@ Every launch runs with a timeout, so no test can hang.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,11 +33,7 @@ sys.path.insert(0, str(HERE))
 import dist_cases  # noqa: E402
 
 from recaffe.io.prototxt import to_text  # noqa: E402
-
-
-def _mpirun() -> str | None:
-    local = Path(sys.executable).parent / "mpirun"
-    return str(local) if local.exists() else shutil.which("mpirun")
+from recaffe.parallel.launch import find_mpirun  # noqa: E402
 
 
 def _mpi_reason() -> str | None:
@@ -46,7 +41,7 @@ def _mpi_reason() -> str | None:
         import mpi4py  # noqa: F401
     except ImportError:
         return "mpi4py is not installed (pip install 'recaffe[mpi]')"
-    if _mpirun() is None:
+    if find_mpirun() is None:
         return "no mpirun found (pip install 'recaffe[mpi]' brings Open MPI's)"
     return None
 
@@ -70,7 +65,7 @@ def _env(**extra) -> dict:
 
 
 def _cmd(n: int, *args: str) -> list[str]:
-    return [_mpirun(), "-n", str(n), "--oversubscribe", *args]
+    return [find_mpirun(), "-n", str(n), "--oversubscribe", *args]
 
 
 def _train(n: int, *flags: str) -> list[str]:
