@@ -167,7 +167,8 @@ class TensorBoardLogger:
                 tag = f"train/{name}" if values.size == 1 else f"train/{name}/{i}"
                 self.scalar(tag, v, it)
         self.scalar("train/smoothed_loss", solver.smoothed_loss, it)
-        rate, _ = learning_rate(solver.param, it, solver.current_step)
+        # the rate this iteration's update uses (the solver itself logs a step)
+        rate, _ = learning_rate(solver.param, it, solver.current_step, log=False)
         self.scalar("train/lr", rate, it)
         now = time.perf_counter()
         if self._last is not None and it > self._last[0]:

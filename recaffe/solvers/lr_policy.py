@@ -47,9 +47,11 @@ def _need_stepsize(param: caffe_pb2.SolverParameter, policy: str) -> int:
 
 
 def learning_rate(
-    param: caffe_pb2.SolverParameter, it: int, current_step: int
+    param: caffe_pb2.SolverParameter, it: int, current_step: int, *, log: bool = True
 ) -> tuple[float, int]:
     """The rate for update number ``it`` and the (possibly advanced) step count.
+    ``log``: say so when ``multistep`` advances (Caffe's "MultiStep Status"
+    line; a caller that only looks at the rate passes False).
 
     Raises:
         SolverError: unknown policy or a parameter out of its range.
@@ -69,7 +71,8 @@ def learning_rate(
     elif policy == "multistep":
         if current_step < len(param.stepvalue) and it >= param.stepvalue[current_step]:
             current_step += 1
-            logger.info(f"MultiStep Status: Iteration {it}, step = {current_step}")
+            if log:
+                logger.info(f"MultiStep Status: Iteration {it}, step = {current_step}")
         rate = base_lr * _need_gamma(param, policy) ** current_step
     elif policy == "poly":
         if param.max_iter <= 0:

@@ -53,6 +53,16 @@ def test_step_sets_current_step():
     assert learning_rate(p, 9, 0)[1] == 2
 
 
+def test_multistep_without_the_log_line():
+    """A caller that only reads the rate (the TensorBoard logger) gets the same
+    rate and step without a second "MultiStep Status" line."""
+    p = _param('base_lr: 1 lr_policy: "multistep" gamma: 0.5 stepvalue: 2')
+    with LogCapture() as caplog:
+        quiet = learning_rate(p, 2, 0, log=False)
+    assert "MultiStep Status" not in caplog.text
+    assert quiet == learning_rate(p, 2, 0) == (0.5, 1)
+
+
 def test_multistep_advances_once_per_call_and_logs():
     p = _param('base_lr: 1 lr_policy: "multistep" gamma: 0.5 '
                'stepvalue: 2 stepvalue: 3 stepvalue: 10')
