@@ -12,7 +12,8 @@
   this iteration's update) and ``train/iters_per_sec`` (iterations since the
   previous point over the wall time between them);
 - after each test pass: ``test<k>/<output>`` for each output of test net k,
-  the mean the log prints (``Test net output #i: name = value``);
+  the mean the log prints (``Test net output #i: name = value``, here at
+  full precision; the solver hands them over, whatever the log's level);
 - every ``histogram_interval`` iterations (0: never): histograms
   ``params/<layer>/<j>`` of each learnable blob and ``grads/<layer>/<j>`` of
   its gradient (as backward left it, before normalisation and decay); a
@@ -28,19 +29,13 @@ same rule.
 from __future__ import annotations
 
 import glob
-import logging
 import os
-import re
 import struct
 import time
 
 from recaffe import backend
 from recaffe.errors import RecaffeError
-from recaffe.log import logger
 from recaffe.solvers.lr_policy import learning_rate
-
-_TEST_OUTPUT = re.compile(r"^\s*Test net output #(\d+): (\S+) = ([-+.\deEinfa]+)")
-_TEST_START = re.compile(r"Iteration (\d+), Testing net \(#(\d+)\)")
 
 
 def _require_tensorboardx():
@@ -51,26 +46,6 @@ def _require_tensorboardx():
             "TensorBoard logging needs tensorboardX: pip install "
             "'recaffe[tensorboard]'") from exc
     return SummaryWriter
-
-
-class _TestLines(logging.Handler):
-    """Picks the test means out of the solver's own log lines (the numbers a
-    user reads in the log, with the log's precision)."""
-
-    def __init__(self, owner: TensorBoardLogger):
-        super().__init__(logging.INFO)
-        self.owner = owner
-        self.net = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        m = _TEST_START.search(msg)
-        if m:
-            self.net = int(m.group(2))
-            return
-        m = _TEST_OUTPUT.match(msg)
-        if m:
-            self.owner.scalar(f"test{self.net}/{m.group(2)}", float(m.group(3)))
 
 
 class TensorBoardLogger:
@@ -94,31 +69,21 @@ class TensorBoardLogger:
         self.flush_secs = int(flush_secs)
         self.solver = None
         self.writer = None
-        self._handler: _TestLines | None = None
-        self._old_level: int | None = None
+        self._listening = False
         self._last: tuple[int, float] | None = None
 
     # -- wiring ------------------------------------------------------------------
     def attach(self, solver) -> TensorBoardLogger:
-        """Register on ``solver``'s callbacks and its log; returns self."""
+        """Register on ``solver``'s callbacks; returns self."""
         self.solver = solver
         solver.add_callback(None, self._on_gradients_ready)
-        self._handler = _TestLines(self)
-        logger.addHandler(self._handler)
-        # The test means arrive as INFO records; make sure they are emitted.
-        if logger.getEffectiveLevel() > logging.INFO:
-            self._old_level = logger.level
-            logger.setLevel(logging.INFO)
+        solver.add_test_callback(self._on_test)
+        self._listening = True
         return self
 
     def close(self) -> None:
-        """Stop listening to the log and flush and close the event file."""
-        if self._handler is not None:
-            logger.removeHandler(self._handler)
-            self._handler = None
-        if self._old_level is not None:
-            logger.setLevel(self._old_level)
-            self._old_level = None
+        """Stop writing test means and flush and close the event file."""
+        self._listening = False
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -147,6 +112,11 @@ class TensorBoardLogger:
         if step is None:
             step = self.solver.iter if self.solver is not None else 0
         self._get_writer().add_scalar(tag, float(value), int(step))
+
+    def _on_test(self, k: int, outputs) -> None:
+        if self._listening:
+            for name, mean in outputs:
+                self.scalar(f"test{k}/{name}", mean)
 
     def _on_gradients_ready(self) -> None:
         solver = self.solver

@@ -100,6 +100,9 @@ class Solver:
         self.iter = 0
         self.current_step = 0
         self.callbacks: list[tuple[Callable | None, Callable | None]] = []
+        #: Called as ``f(k, outputs)`` after test net ``k``'s pass, with
+        #: ``outputs`` the [(blob name, mean)] the log prints (see add_test_callback).
+        self.test_callbacks: list[Callable] = []
         #: Callable returning "none", "stop" or "snapshot" (signal handling).
         self.action_request: Callable[[], str] | None = None
         #: Raise DivergenceError on a non-finite loss or gradient.
@@ -284,6 +287,12 @@ class Solver:
         self.callbacks.append((None if on_start is None else host_call(on_start),
                                None if on_gradients_ready is None
                                else host_call(on_gradients_ready)))
+
+    def add_test_callback(self, on_test: Callable) -> None:
+        """Call ``on_test(k, outputs)`` after each complete pass of test net
+        ``k``: ``outputs`` is [(blob name, mean)], one per value, in the order
+        of the log's ``Test net output #i`` lines (on the host side)."""
+        self.test_callbacks.append(host_call(on_test))
 
     def set_action_function(self, func: Callable[[], str] | None) -> None:
         self.action_request = func
@@ -619,6 +628,7 @@ class Solver:
             return
         if p.test_compute_loss:
             logger.info(f"Test loss: {fmt(loss / n)}")
+        outputs = []
         for i, total in enumerate(scores):
             bid = net.output_blob_ids[owners[i]]
             w = net.blob_loss_weight_list[bid]
@@ -626,6 +636,9 @@ class Solver:
             suffix = f" (* {fmt(w)} = {fmt(w * mean)} loss)" if w else ""
             logger.info(f"    Test net output #{i}: {net.blob_names[bid]} = "
                         f"{fmt(mean)}{suffix}")
+            outputs.append((net.blob_names[bid], mean))
+        for on_test in self.test_callbacks:
+            on_test(k, outputs)
 
     # -- solve -----------------------------------------------------------------------
     def solve(self, resume_file: str | None = None) -> None:

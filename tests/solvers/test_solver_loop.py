@@ -164,6 +164,21 @@ layer {{ name: "loss_c" type: "EuclideanLoss" bottom: "y" bottom: "t" top: "loss
     np.testing.assert_array_equal(s.test_nets[1].params["ip"][0].data, 0.25)
 
 
+def test_test_callbacks_get_the_logged_means():
+    p = solver_param(BASE + "test_iter: 2 test_interval: 100")
+    s = get_solver(p)
+    seen = []
+    s.add_test_callback(lambda k, outputs: seen.append((k, s.iter, outputs)))
+    with LogCapture() as log:
+        s.test(0)
+    assert len(seen) == 1
+    k, it, outputs = seen[0]
+    assert (k, it) == (0, 0)
+    assert [name for name, _ in outputs] == ["loss"]
+    logged = float(log.messages[-1].split(" = ")[1])
+    assert outputs[0][1] == pytest.approx(logged, rel=1e-5)
+
+
 def test_test_interval_runs_tests_and_initialization_flag():
     p = solver_param(BASE + "test_iter: 1 test_interval: 2 test_initialization: false")
     s = get_solver(p)
