@@ -175,7 +175,7 @@ def test_test_callbacks_get_the_logged_means():
     k, it, outputs = seen[0]
     assert (k, it) == (0, 0)
     assert [name for name, _ in outputs] == ["loss"]
-    logged = float(log.messages[-1].split(" = ")[1])
+    logged = float(log.messages[-1].split(" = ")[1].split()[0])
     assert outputs[0][1] == pytest.approx(logged, rel=1e-5)
 
 
