@@ -266,6 +266,12 @@ def selected() -> str:
     return _state["name"]
 
 
+def routed() -> bool:
+    """Whether GEMMs go somewhere other than numpy's own BLAS now: a library
+    chosen with :func:`set_blas`, or a device GEMM (:func:`device_gemm`)."""
+    return _state["lib"] is not None or _state["device_gemm"] is not None
+
+
 @contextlib.contextmanager
 def device_gemm(fn):
     """Run device GEMMs through ``fn(a, b, out=None, accumulate=False)`` inside
@@ -366,7 +372,7 @@ def numpy_cblas(dtype) -> tuple | None:
     beta, y, incy)``). Calls match what ``numpy.matmul`` makes, so results
     are the same bits. None when numpy's BLAS is not a bundled OpenBLAS, or
     while :func:`set_blas` routes the layers' GEMMs elsewhere."""
-    if _state["lib"] is not None or _state["device_gemm"] is not None:
+    if routed():
         return None
     if not _np_cblas["checked"]:
         _np_cblas["checked"] = True

@@ -93,10 +93,23 @@ def report(gpu_flag: str = "") -> list[str]:
                      f"{sel.get('threads')}")
     else:
         lines.append("Layers' GEMMs: numpy's BLAS (select another with -blas)")
+    lines.append(onednn_line())
     lines.append(f"CPU count: {os.cpu_count()}")
     lines += gpu_lines(gpu_flag)
     lines += parallel_lines()
     return lines
+
+
+def onednn_line() -> str:
+    """Whether forward-only LSTM layers run oneDNN's LSTM primitive."""
+    from recaffe.backend import onednn  # noqa: PLC0415
+
+    info = onednn.info()
+    if not info["available"]:
+        return f"oneDNN LSTM inference: no ({info['why']})"
+    state = "yes" if info["enabled"] else "switched off"
+    return (f"oneDNN LSTM inference: {state}, v{info['version']} ({info['path']}), "
+            f"for forward-only LSTM layers with >= {info['min_streams']} streams")
 
 
 def parallel_lines() -> list[str]:

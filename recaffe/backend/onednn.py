@@ -1,0 +1,594 @@
+"""oneDNN's LSTM primitive for forward-only LSTM layers on the CPU (optional).
+
+A forward-only ``LSTM`` layer (TEST phase, or no loss reaches it) with at
+least :data:`MIN_N` streams runs its whole sequence through oneDNN's fused
+LSTM forward-inference primitive when the ``onednn-cpu-gomp`` package is
+installed (``pip install recaffe[onednn]``, Linux x86-64): one call for the
+T steps, the weights packed once per forward into the primitive's own blocked
+layout, the gates computed while the product is still in cache. It is the
+library PyTorch's CPU LSTM inference runs on. Without the package, or with
+``RECAFFE_ONEDNN=0``, the layer runs recaffe's own loop; results agree to
+float32 rounding (oneDNN sums and rounds in its own order), not bit for bit.
+
+``RECAFFE_ONEDNN`` may also name the ``libdnnl.so`` to load;
+:func:`set_enabled` switches the primitive off and on inside a program.
+
+Two thread pools on the same cores: oneDNN's OpenMP threads (GNU libgomp) and
+numpy's OpenBLAS threads. Each spins for a while after its work before it
+sleeps, and a spinning pool halves the speed of the other one (measured, T=50
+N=64 H=512, 2 cores: the primitive takes 37 ms alone, 76-108 ms right after
+an OpenBLAS GEMM; a small GEMM takes 1.2 ms alone, 4.0 ms right after the
+primitive). So:
+
+- libgomp is loaded with ``GOMP_SPINCOUNT=1000`` (unless the user set it or
+  ``OMP_WAIT_POLICY``): its threads sleep soon after the primitive. The
+  primitive itself is as fast (37.5 ms) and the following GEMM 1.6 ms;
+- before the primitive runs, numpy's OpenBLAS stops its worker threads
+  (``blas_thread_shutdown_``, what OpenBLAS does itself before a fork); its
+  next threaded call starts them again (about 0.4 ms). This is done only
+  while no other Python thread runs, which could be inside OpenBLAS.
+
+oneDNN runs as many threads as numpy's BLAS has (threadpoolctl and
+``recaffe.backend.blas.set_num_threads`` limit both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from recaffe.errors import BackendError
+
+#: Fewest streams for which the primitives are used. Measured (T=50, D=65,
+#: 2 threads, ms, recaffe's own loop vs oneDNN; forward-only, then forward +
+#: backward): H=512 N=1 1.75 vs 1.81, 6.13 vs 6.73; N=2 7.58 vs 2.06, 17.6 vs
+#: 7.83; N=8 12.0 vs 5.11, 29.8 vs 17.8; N=64 47.2 vs 36.4, 130 vs 116. H=128
+#: N=1 0.28 vs 0.27, 0.65 vs 0.85; N=2 0.55 vs 0.35, 1.02 vs 1.09; N=4 1.08 vs
+#: 0.46, 1.73 vs 1.38; N=32 3.19 vs 1.96, 6.82 vs 6.31.
+MIN_N = 2
+
+# oneDNN C API constants (dnnl_types.h, v3)
+_CPU = 1                   # dnnl_cpu
+_IN_ORDER = 1              # dnnl_stream_in_order
+_F32 = 3                   # dnnl_f32
+_TAG_ANY = 1               # dnnl_format_tag_any
+_FWD_INFERENCE = 96        # dnnl_forward_inference
+_LEFT2RIGHT = 1            # dnnl_unidirectional_left2right
+_QUERY_IMPL = 8            # dnnl_query_impl_info_str
+_QUERY_EXEC_ARG_MD = 255   # dnnl_query_exec_arg_md
+_ARG_SRC_LAYER, _ARG_SRC_ITER, _ARG_SRC_ITER_C = 1, 2, 3
+_ARG_DST_LAYER, _ARG_DST_ITER, _ARG_DST_ITER_C = 17, 18, 19
+_ARG_WEIGHTS_LAYER, _ARG_WEIGHTS_ITER, _ARG_BIAS = 33, 34, 41
+_ARG_FROM, _ARG_TO = 1, 17
+_P = ctypes.c_void_p
+_Dims = ctypes.c_int64 * 12
+
+
+class _ExecArg(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_int), ("memory", _P)]
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int),
+                ("patch", ctypes.c_int), ("hash", ctypes.c_char_p),
+                ("cpu_runtime", ctypes.c_uint), ("gpu_runtime", ctypes.c_uint)]
+
+
+_state: dict[str, Any] = {"checked": False, "lib": None, "path": None, "why": None,
+                          "enabled": True,
+                          "engine": None, "stream": None, "gomp": None,
+                          "openblas": None}
+_lock = threading.Lock()
+_local = threading.local()  # a primitive per thread, since its memories are
+
+
+def _library_path() -> str | None:
+    """The libdnnl shared library of the ``onednn-cpu-gomp`` distribution."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        files = metadata.files("onednn-cpu-gomp") or []
+    except metadata.PackageNotFoundError:
+        return None
+    hits = sorted({os.path.realpath(f.locate()) for f in files
+                   if f.name.startswith("libdnnl.so")})
+    return next((h for h in hits if os.path.exists(h)), None)
+
+
+def _gomp_loaded() -> bool:
+    with contextlib.suppress(OSError), open("/proc/self/maps") as f:
+        return "libgomp" in f.read()
+    return False
+
+
+def _load() -> None:
+    setting = os.environ.get("RECAFFE_ONEDNN", "").strip()
+    if setting.lower() in ("0", "off", "no", "false"):
+        _state["why"] = "disabled by RECAFFE_ONEDNN"
+        return
+    path = setting or _library_path()
+    if not path:
+        _state["why"] = "onednn-cpu-gomp is not installed (pip install recaffe[onednn])"
+        return
+    # libgomp reads its settings once, when it is loaded (see the module doc).
+    quiet = not _gomp_loaded() and "GOMP_SPINCOUNT" not in os.environ \
+        and "OMP_WAIT_POLICY" not in os.environ
+    if quiet:
+        os.environ["GOMP_SPINCOUNT"] = "1000"
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as exc:
+        _state["why"] = f"cannot load {path}: {exc}"
+        if setting:
+            raise BackendError(f"RECAFFE_ONEDNN={setting}: {_state['why']}") from exc
+        return
+    finally:
+        if quiet:
+            del os.environ["GOMP_SPINCOUNT"]
+    lib.dnnl_primitive_desc_query_md.restype = _P
+    lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
+    lib.dnnl_version.restype = ctypes.POINTER(_Version)
+    engine, stream = _P(), _P()
+    _check(lib.dnnl_engine_create(ctypes.byref(engine), _CPU, ctypes.c_size_t(0)),
+           "dnnl_engine_create")
+    _check(lib.dnnl_stream_create(ctypes.byref(stream), engine, _IN_ORDER),
+           "dnnl_stream_create")
+    gomp = None
+    with contextlib.suppress(OSError, AttributeError):
+        gomp = ctypes.CDLL("libgomp.so.1")
+        gomp.omp_get_max_threads.restype = ctypes.c_int
+        gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
+    _state.update(lib=lib, path=path, engine=engine, stream=stream, gomp=gomp,
+                  openblas=_numpy_openblas())
+
+
+def _numpy_openblas() -> tuple | None:
+    """(get_num_threads, thread_shutdown) of numpy's bundled OpenBLAS."""
+    from recaffe.backend import blas  # noqa: PLC0415
+
+    path = blas._numpy_openblas_path()
+    if path is None:
+        return None
+    try:
+        ob = ctypes.CDLL(path)
+        shutdown = ob.blas_thread_shutdown_
+    except (OSError, AttributeError):
+        return None
+    for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                 "openblas_get_num_threads64_", "openblas_get_num_threads"):
+        get = getattr(ob, name, None)
+        if get is not None:
+            get.restype = ctypes.c_int
+            return get, shutdown
+    return None
+
+
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise BackendError(f"oneDNN {what} failed (dnnl_status_t {status})")
+
+
+def library():
+    """The loaded libdnnl (ctypes), or None; see :func:`info` for why not."""
+    if not _state["checked"]:
+        with _lock:
+            if not _state["checked"]:
+                try:
+                    _load()
+                finally:
+                    _state["checked"] = True
+    return _state["lib"]
+
+
+def available() -> bool:
+    """Whether libdnnl is loaded (:func:`set_enabled` aside)."""
+    return library() is not None
+
+
+def set_enabled(flag: bool) -> None:
+    """Let forward-only LSTM layers use the primitive (the default when it is
+    available), or not: with ``False`` they run recaffe's own loop, whose
+    results are the same bits as a training forward's."""
+    _state["enabled"] = bool(flag)
+
+
+def info() -> dict:
+    """Whether the primitive is used, the library's path and version."""
+    lib = library()
+    if lib is None:
+        return {"available": False, "why": _state["why"]}
+    v = lib.dnnl_version().contents
+    return {"available": True, "enabled": _state["enabled"], "path": _state["path"],
+            "version": f"{v.major}.{v.minor}.{v.patch}", "min_streams": MIN_N}
+
+
+def _md(shape, owned: list, strides=None) -> _P:
+    """A float32 memory descriptor, plain with element ``strides`` or 'any';
+    appended to ``owned`` for destruction."""
+    lib, md = _state["lib"], _P()
+    if strides is None:
+        _check(lib.dnnl_memory_desc_create_with_tag(
+            ctypes.byref(md), len(shape), _Dims(*shape), _F32, _TAG_ANY),
+            "dnnl_memory_desc_create_with_tag")
+    else:
+        _check(lib.dnnl_memory_desc_create_with_strides(
+            ctypes.byref(md), len(shape), _Dims(*shape), _F32, _Dims(*strides)),
+            "dnnl_memory_desc_create_with_strides")
+    owned.append(("dnnl_memory_desc_destroy", md))
+    return md
+
+
+def _threads() -> int:
+    """numpy's BLAS thread count, which oneDNN's pool follows."""
+    ob = _state["openblas"]
+    if ob is not None:
+        return max(1, int(ob[0]()))
+    gomp = _state["gomp"]
+    return int(gomp.omp_get_max_threads()) if gomp is not None else 0
+
+
+#: Caffe's gate blocks (i, f, o, g) in oneDNN's order (i, f, g, o): (first
+#: Caffe gate, number of gates, oneDNN's gate for the first)
+_GATE_BLOCKS = ((0, 2, 0), (2, 1, 3), (3, 1, 2))
+
+
+class _LSTMPrimitives:
+    """oneDNN objects for one LSTM shape: x (T, N, D) float32, h (T, N, H),
+    states (N, H), Caffe's weights W_xc (4H, D), W_hc (4H, H), b_c (4H,).
+    Caffe's gate order (i, f, o, g) becomes oneDNN's (i, f, g, o) where the
+    weights are packed (and back for their gradients)."""
+
+    def __init__(self, t: int, n: int, d: int, h: int, threads: int):
+        if library() is None:
+            raise BackendError(f"oneDNN is not available: {_state['why']}")
+        self.shape, self.threads = (t, n, d, h), threads
+        self._owned: list[tuple[str, _P]] = []  # (destroy function, handle)
+        self._set_threads()  # the primitives are made for this many threads
+        own = self._owned
+        self._mds = {  # plain layouts of recaffe's arrays
+            "x": _md((t, n, d), own, (n * d, d, 1)),
+            "y": _md((t, n, h), own, (n * h, h, 1)),
+            "state": _md((1, 1, n, h), own, (n * h, n * h, h, 1)),
+            "b": _md((1, 1, 4, h), own, (4 * h, 4 * h, h, 1)),
+        }
+        self._bperm = np.empty(4 * h, np.float32)  # b_c in oneDNN's gate order
+
+    def _lstm_pd(self, prop_kind: int, flags=0) -> _P:
+        """A forward primitive descriptor; the weights' layouts left to oneDNN."""
+        d, h = self.shape[2:]
+        m, own, pd = self._mds, self._owned, _P()
+        _check(_state["lib"].dnnl_lstm_forward_primitive_desc_create(
+            ctypes.byref(pd), _state["engine"], prop_kind, _LEFT2RIGHT, m["x"],
+            m["state"], m["state"], _md((1, 1, d, 4, h), own),
+            _md((1, 1, h, 4, h), own), None, None, m["b"], m["y"], m["state"],
+            m["state"], ctypes.c_uint(flags), None),
+            "dnnl_lstm_forward_primitive_desc_create")
+        own.append(("dnnl_primitive_desc_destroy", pd))
+        return pd
+
+    def _query(self, pd, arg: int) -> _P:
+        return _P(_state["lib"].dnnl_primitive_desc_query_md(pd, _QUERY_EXEC_ARG_MD,
+                                                               arg))
+
+    def _packed_weights(self, pd, args=(_ARG_WEIGHTS_LAYER, _ARG_WEIGHTS_ITER)):
+        """oneDNN-owned memories for the weights as ``pd`` wants them, and
+        the reorders that fill them from Caffe's arrays, a block of gates at a
+        time: ({"wx", "wh"} -> memory, [(weight, element offset, source
+        memory, reorder, args)])."""
+        d, h = self.shape[2:]
+        packed, reorders = {}, []
+        for key, arg, k in (("wx", args[0], d), ("wh", args[1], h)):
+            packed_md = self._query(pd, arg)
+            packed[key] = self._memory(packed_md, alloc=True)
+            base = _P()
+            _check(_state["lib"].dnnl_memory_get_data_handle(packed[key],
+                                                             ctypes.byref(base)),
+                   "dnnl_memory_get_data_handle")
+            for first, count, to in _GATE_BLOCKS:
+                dst_md = _P()
+                _check(_state["lib"].dnnl_memory_desc_create_submemory(
+                    ctypes.byref(dst_md), packed_md, _Dims(1, 1, k, count, h),
+                    _Dims(0, 0, 0, to, 0)), "dnnl_memory_desc_create_submemory")
+                self._owned.append(("dnnl_memory_desc_destroy", dst_md))
+                src, dst, prim, rargs = self._reorder(self._caffe_md(k, count), dst_md)
+                _check(_state["lib"].dnnl_memory_set_data_handle(dst, base),
+                       "dnnl_memory_set_data_handle")
+                reorders.append((key, first * h * k, src, prim, rargs))
+        return packed, reorders
+
+    def _caffe_md(self, k: int, count: int) -> _P:
+        """``count`` gate blocks of a Caffe weight (4H, K) as oneDNN's (layer,
+        direction, K, gate, H): element strides (1, H K, K) on the last three."""
+        h = self.shape[3]
+        return _md((1, 1, k, count, h), self._owned,
+                   (4 * h * k, 4 * h * k, 1, h * k, k))
+
+    def _reorder(self, src_md, dst_md, attr=None):
+        """(source memory, destination memory, reorder, args) from ``src_md``
+        to ``dst_md``; both memories get their data handles later."""
+        rpd = _P()
+        _check(_state["lib"].dnnl_reorder_primitive_desc_create(
+            ctypes.byref(rpd), src_md, _state["engine"], dst_md, _state["engine"],
+            attr), "dnnl_reorder_primitive_desc_create")
+        self._owned.append(("dnnl_primitive_desc_destroy", rpd))
+        src, dst = self._memory(src_md), self._memory(dst_md)
+        args = (_ExecArg * 2)(_ExecArg(_ARG_FROM, src), _ExecArg(_ARG_TO, dst))
+        return src, dst, self._primitive(rpd), args
+
+    def _primitive(self, pd) -> _P:
+        prim = _P()
+        _check(_state["lib"].dnnl_primitive_create(ctypes.byref(prim), pd),
+               "dnnl_primitive_create")
+        self._owned.append(("dnnl_primitive_destroy", prim))
+        return prim
+
+    def _memory(self, md, alloc=False) -> _P:
+        """A memory for ``md``: oneDNN's own allocation, or none (a data
+        handle is set before use)."""
+        mem = _P()
+        handle = _P(ctypes.c_size_t(-1).value) if alloc else _P(0)
+        _check(_state["lib"].dnnl_memory_create(ctypes.byref(mem), md,
+                                                _state["engine"], handle),
+               "dnnl_memory_create")
+        self._owned.append(("dnnl_memory_destroy", mem))
+        return mem
+
+    def close(self) -> None:
+        """Free oneDNN's objects (the packed weights among them)."""
+        lib, owned = _state["lib"], self.__dict__.get("_owned", [])
+        while owned:  # newest first: primitives before their descriptors
+            fn, handle = owned.pop()
+            getattr(lib, fn)(handle)
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # -- per call ------------------------------------------------------------------
+    def _begin(self) -> None:
+        """Before oneDNN runs: OpenBLAS's workers stop spinning (see the
+        module doc), oneDNN's pool gets its thread count."""
+        ob = _state["openblas"]
+        if ob is not None and threading.active_count() == 1:
+            ob[1]()
+        self._set_threads()
+
+    def _set_threads(self) -> None:
+        gomp = _state["gomp"]
+        if gomp is not None and self.threads > 0:
+            gomp.omp_set_num_threads(self.threads)
+
+    @staticmethod
+    def _point(mem, array, offset=0) -> None:
+        _check(_state["lib"].dnnl_memory_set_data_handle(
+            mem, _P(array.ctypes.data + offset * array.itemsize)),
+            "dnnl_memory_set_data_handle")
+
+    @staticmethod
+    def _execute(prim, args) -> None:
+        _check(_state["lib"].dnnl_primitive_execute(prim, _state["stream"], len(args),
+                                                    args), "dnnl_primitive_execute")
+
+    def _pack(self, reorders, w_xc, w_hc, b_c) -> None:
+        """Fill packed weights from Caffe's arrays; b_c into _bperm."""
+        h = self.shape[3]
+        for first, count, to in _GATE_BLOCKS:
+            self._bperm[to * h: (to + count) * h] = b_c[first * h: (first + count) * h]
+        weights = {"wx": w_xc, "wh": w_hc}
+        for key, offset, src, prim, args in reorders:
+            self._point(src, weights[key], offset)
+            self._execute(prim, args)
+
+    def _call(self, prim, arrays: dict) -> None:
+        """Run ``prim`` with its argument memories pointed at ``arrays``."""
+        for name, arr in arrays.items():
+            self._point(self._mem[name], arr)
+        self._execute(prim, self._args[prim.value])
+        _check(_state["lib"].dnnl_stream_wait(_state["stream"]), "dnnl_stream_wait")
+
+    def _bind(self, prim, packed, names, extra=()) -> None:
+        """The exec arguments of ``prim``: the named call memories (made on
+        first use), the packed weights and ``extra`` (arg, memory) pairs."""
+        m = self._mds
+        mds = {"x": m["x"], "h0": m["state"], "c0": m["state"], "b": m["b"],
+               "y": m["y"], "hT": m["state"], "cT": m["state"], "dx": m["x"],
+               "dh0": m["state"], "dc0": m["state"], "db": m["b"], "dy": m["y"],
+               "dhT": m["state"], "dcT": m["state"]}
+        for name in names:
+            if name not in self._mem:
+                self._mem[name] = self._memory(mds[name])
+        pairs = [(_ARG_OF[name], self._mem[name]) for name in names]
+        pairs += [(_ARG_WEIGHTS_LAYER, packed["wx"]), (_ARG_WEIGHTS_ITER, packed["wh"])]
+        pairs += list(extra)
+        self._args[prim.value] = (_ExecArg * len(pairs))(*(_ExecArg(a, mem)
+                                                           for a, mem in pairs))
+
+
+_ARG_OF = {"x": _ARG_SRC_LAYER, "h0": _ARG_SRC_ITER, "c0": _ARG_SRC_ITER_C,
+           "b": _ARG_BIAS, "y": _ARG_DST_LAYER, "hT": _ARG_DST_ITER,
+           "cT": _ARG_DST_ITER_C, "dx": 129, "dh0": 130, "dc0": 131, "db": 169,
+           "dy": 145, "dhT": 146, "dcT": 147}  # DNNL_ARG_DIFF_*
+_ARG_DIFF_WEIGHTS_LAYER, _ARG_DIFF_WEIGHTS_ITER, _ARG_WORKSPACE = 161, 162, 64
+_BACKWARD = 128            # dnnl_backward
+_FWD_TRAINING = 64         # dnnl_forward_training
+_CALL_NAMES = ("x", "h0", "c0", "b", "y", "hT", "cT")
+
+
+class LSTMInference(_LSTMPrimitives):
+    """oneDNN's LSTM forward for inference (nothing kept for backward)."""
+
+    def __init__(self, t: int, n: int, d: int, h: int, threads: int):
+        super().__init__(t, n, d, h, threads)
+        pd = self._lstm_pd(_FWD_INFERENCE)
+        impl = ctypes.c_char_p()
+        _check(_state["lib"].dnnl_primitive_desc_query(pd, _QUERY_IMPL, 0,
+                                                       ctypes.byref(impl)),
+               "dnnl_primitive_desc_query")
+        self.impl = (impl.value or b"").decode()
+        self._prim = self._primitive(pd)
+        packed, self._reorders = self._packed_weights(pd)
+        self._mem, self._args = {}, {}
+        self._bind(self._prim, packed, _CALL_NAMES)
+
+    def run(self, x, w_xc, b_c, w_hc, h0, c0, y, h_t, c_t) -> None:
+        """``y``, ``h_t``, ``c_t`` := the LSTM of ``x`` from states ``h0``,
+        ``c0`` (every array C-contiguous float32 of the shapes above; cont is
+        1 at every step, the first step's cont is already in ``h0``/``c0``)."""
+        self._begin()
+        self._pack(self._reorders, w_xc, w_hc, b_c)
+        self._call(self._prim, {"x": x, "h0": h0, "c0": c0, "b": self._bperm, "y": y,
+                                "hT": h_t, "cT": c_t})
+
+
+class LSTMTraining(_LSTMPrimitives):
+    """oneDNN's LSTM forward for training and its backward. The forward's
+    outputs and the workspace stay here until the backward: :meth:`forward`
+    returns arrays that the caller copies."""
+
+    def __init__(self, t: int, n: int, d: int, h: int, threads: int):
+        super().__init__(t, n, d, h, threads)
+        lib, own = _state["lib"], self._owned
+        fpd = self._lstm_pd(_FWD_TRAINING)
+        m = self._mds
+        # The weights' gradients come out in oneDNN's plain (K, gate, H) order;
+        # reorders that add them to Caffe's gradient arrays follow.
+        dw_md = {"wx": _md((1, 1, d, 4, h), own, (4 * h * d, 4 * h * d, 4 * h, h, 1)),
+                 "wh": _md((1, 1, h, 4, h), own, (4 * h * h, 4 * h * h, 4 * h, h, 1))}
+        bpd = _P()
+        _check(lib.dnnl_lstm_backward_primitive_desc_create(
+            ctypes.byref(bpd), _state["engine"], _BACKWARD, _LEFT2RIGHT, m["x"],
+            m["state"], m["state"], _md((1, 1, d, 4, h), own),
+            _md((1, 1, h, 4, h), own), None, None, m["b"], m["y"], m["state"],
+            m["state"], m["x"], m["state"], m["state"], dw_md["wx"], dw_md["wh"],
+            None, None, m["b"], m["y"], m["state"], m["state"], ctypes.c_uint(0), fpd,
+            None), "dnnl_lstm_backward_primitive_desc_create")
+        own.append(("dnnl_primitive_desc_destroy", bpd))
+        self._fwd, self._bwd = self._primitive(fpd), self._primitive(bpd)
+        fpacked, self._fwd_reorders = self._packed_weights(fpd)
+        bpacked, self._bwd_reorders = self._packed_weights(bpd)
+        ws = self._memory(self._query(fpd, _ARG_WORKSPACE), alloc=True)
+        self._dw = {"wx": np.zeros((d, 4, h), np.float32),
+                    "wh": np.zeros((h, 4, h), np.float32)}
+        self._db = np.zeros(4 * h, np.float32)
+        # (weight, element offsets (from, to), source, destination, reorder, args)
+        self._acc = []
+        attr = self._sum_attr()
+        for key, k in (("wx", d), ("wh", h)):
+            for first, count, to in _GATE_BLOCKS:
+                src_md = _md((1, 1, k, count, h), own,
+                             (4 * h * k, 4 * h * k, 4 * h, h, 1))
+                self._acc.append((key, (to * h, first * h * k)) + self._reorder(
+                    src_md, self._caffe_md(k, count), attr))
+        # the forward's results and the states it started from, kept
+        self.y = np.zeros((t, n, h), np.float32)
+        self._states = {name: np.zeros((n, h), np.float32)
+                        for name in ("h0", "c0", "hT", "cT", "dh0", "dc0", "zero")}
+        self._dx = None  # where the input's gradient goes when nobody wants it
+        self._mem, self._args = {}, {}
+        self._bind(self._fwd, fpacked, _CALL_NAMES, [(_ARG_WORKSPACE, ws)])
+        dw_mem = {key: self._memory(md) for key, md in dw_md.items()}
+        for key, mem in dw_mem.items():
+            self._point(mem, self._dw[key])
+        self._bind(self._bwd, bpacked, _CALL_NAMES + (
+            "dx", "dh0", "dc0", "db", "dy", "dhT", "dcT"), [
+            (_ARG_WORKSPACE, ws), (_ARG_DIFF_WEIGHTS_LAYER, dw_mem["wx"]),
+            (_ARG_DIFF_WEIGHTS_ITER, dw_mem["wh"])])
+
+    def _sum_attr(self) -> _P:
+        """A primitive attribute whose reorders add to their destination."""
+        lib, attr, ops = _state["lib"], _P(), _P()
+        _check(lib.dnnl_primitive_attr_create(ctypes.byref(attr)),
+               "dnnl_primitive_attr_create")
+        self._owned.insert(0, ("dnnl_primitive_attr_destroy", attr))
+        _check(lib.dnnl_post_ops_create(ctypes.byref(ops)), "dnnl_post_ops_create")
+        self._owned.insert(0, ("dnnl_post_ops_destroy", ops))
+        _check(lib.dnnl_post_ops_append_sum(ops, ctypes.c_float(1.0), ctypes.c_int32(0),
+                                            0), "dnnl_post_ops_append_sum")
+        _check(lib.dnnl_primitive_attr_set_post_ops(attr, ops),
+               "dnnl_primitive_attr_set_post_ops")
+        return attr
+
+    def forward(self, x, w_xc, b_c, w_hc, h0, c0):
+        """(h (T, N, H), h_T, c_T) from ``h0``, ``c0`` (copied here, cont
+        folded in as for :meth:`LSTMInference.run`); the arrays are this
+        object's, valid until its next forward."""
+        st = self._states
+        st["h0"][...] = h0
+        st["c0"][...] = c0
+        self._begin()
+        self._pack(self._fwd_reorders, w_xc, w_hc, b_c)
+        self._call(self._fwd, {"x": x, "h0": st["h0"], "c0": st["c0"], "b": self._bperm,
+                               "y": self.y, "hT": st["hT"], "cT": st["cT"]})
+        return self.y, st["hT"], st["cT"]
+
+    def backward(self, x, w_xc, b_c, w_hc, dy, dx, grads) -> None:
+        """After :meth:`forward` on the same ``x`` and weights: ``dx`` (or
+        None) := dL/dx for the top's diff ``dy``; ``grads`` maps "wx", "wh",
+        "b" to Caffe's gradient arrays that get the weights' gradients added
+        (a missing key: not wanted). No gradient flows to the initial states."""
+        st = self._states
+        if dx is None:
+            if self._dx is None:
+                self._dx = np.empty(x.shape, np.float32)
+            dx = self._dx
+        self._begin()
+        self._pack(self._bwd_reorders, w_xc, w_hc, b_c)
+        for arr in (self._dw["wx"], self._dw["wh"], self._db):
+            arr.fill(0.0)  # the primitive adds to its gradients
+        self._call(self._bwd, {
+            "x": x, "h0": st["h0"], "c0": st["c0"], "b": self._bperm, "y": self.y,
+            "hT": st["hT"], "cT": st["cT"], "dx": dx, "dh0": st["dh0"],
+            "dc0": st["dc0"], "db": self._db, "dy": dy, "dhT": st["zero"],
+            "dcT": st["zero"]})
+        for key, (src_off, dst_off), src, dst, prim, args in self._acc:
+            if key in grads:
+                self._point(src, self._dw[key], src_off)
+                self._point(dst, grads[key], dst_off)
+                self._execute(prim, args)
+        _check(_state["lib"].dnnl_stream_wait(_state["stream"]), "dnnl_stream_wait")
+        if "b" in grads:
+            h = self.shape[3]
+            for first, count, to in _GATE_BLOCKS:
+                grads["b"][first * h: (first + count) * h] += \
+                    self._db[to * h: (to + count) * h]
+
+
+def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:
+    """The inference primitive for this thread and shape (cached: it keeps
+    nothing between calls), or None when oneDNN is not available or switched
+    off."""
+    if not _state["enabled"] or library() is None:
+        return None
+    key = (t, n, d, h, _threads())
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    prim = cache.get(key)
+    if prim is None:
+        if len(cache) >= 8:
+            for old in cache.values():
+                old.close()
+            cache.clear()
+        prim = cache[key] = LSTMInference(*key)
+    return prim
+
+
+def lstm_training(t: int, n: int, d: int, h: int,
+                  old: LSTMTraining | None = None) -> LSTMTraining | None:
+    """Training primitives for one layer (never shared: they keep the
+    forward's workspace for the backward): ``old`` when it fits this shape
+    and thread count, else new ones; None when oneDNN is not available or
+    switched off."""
+    if not _state["enabled"] or library() is None:
+        return None
+    key = (t, n, d, h, _threads())
+    if old is not None and (old.shape + (old.threads,)) == key:
+        return old
+    if old is not None:
+        old.close()
+    return LSTMTraining(*key)
