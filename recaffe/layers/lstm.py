@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recaffe.backend import blas, cpu_kernels, cuda_kernels
+from recaffe.backend import blas, cpu_kernels, cuda_kernels, onednn
 from recaffe.layer import register_layer
 from recaffe.layers.lstm_unit import sigmoid_into
 from recaffe.layers.recurrent import RecurrentLayer
@@ -177,16 +177,25 @@ class LSTMLayer(RecurrentLayer):
         return b[:2] + [None] + b[2:]
 
     def fused_forward(self, bottom, top, init):
+        self._by_onednn = False
         if self.xp is np and getattr(self, "forward_only", False):
             self._stale = True
             return self._forward_cpu_only(bottom, top, init)
-        self._kept_arrays()
         self._stale = False
         if self.xp is np:
+            done = self._forward_onednn(bottom, top, init, train=True)
+            if done is not None:
+                self._by_onednn = True
+                return done
+            self._kept_arrays()
             return self._forward_cpu(bottom, top, init)
+        self._kept_arrays()
         return self._forward_generic(bottom, top, init)
 
     def fused_backward(self, top, propagate_down, bottom):
+        if getattr(self, "_by_onednn", False):
+            self._backward_onednn(top, propagate_down, bottom)
+            return
         self._kept_arrays()
         if self._stale:
             # The last forward kept nothing (forward-only): redo it with the
@@ -335,8 +344,66 @@ class LSTMLayer(RecurrentLayer):
         acts, cs, tc, hc = self._step
         # Kept for a backward that nobody planned (it recomputes from these).
         self._init_h, self._init_c = init[0].copy(), init[1].copy()
+        done = self._forward_onednn(bottom, top, init)
+        if done is not None:
+            return done
         self._run_forward(bottom, top, init, acts, cs, tc, hc, False)
         return [top[0].data[self.T - 1], cs[self.T % 2].T]
+
+    def _forward_onednn(self, bottom, top, init, train=False):
+        """The sequence through oneDNN's LSTM primitive (see
+        :mod:`recaffe.backend.onednn`): forward-only, or with ``train`` the
+        training forward whose backward :meth:`_backward_onednn` runs. None
+        where it does not apply: float32, no static input, at least
+        ``onednn.MIN_N`` streams, numpy's own BLAS selected, and ``cont`` 1
+        after the first step (the first step's cont is folded into the
+        initial states, the same arithmetic: ``cont f c = f (cont c)`` and
+        ``W (cont h) = cont (W h)``)."""
+        t_, n, h = self.T, self.N, self.H
+        if (self.static_input or n < onednn.MIN_N or self._ht.dtype != np.float32
+                or blas.routed()):
+            return None
+        cont = bottom[1].data
+        if t_ > 1 and not (cont[1:] == 1).all():
+            return None
+        y = top[0].data
+        x = bottom[0].data.reshape(t_, n, self.Dx)
+        w_xc, b_c, _w_s, w_hc = self._weights()
+        if not all(a.flags.c_contiguous for a in (x, y, w_xc, w_hc)):
+            return None
+        if train:
+            prim = onednn.lstm_training(t_, n, self.Dx, h,
+                                        getattr(self, "_dnnl_train", None))
+            self._dnnl_train = prim
+        else:
+            prim = onednn.lstm_inference(t_, n, self.Dx, h)
+        if prim is None:
+            return None
+        c0 = cont[0].astype(np.float32)[:, None]
+        h_0 = np.multiply(init[0], c0, dtype=np.float32)
+        c_0 = np.multiply(init[1], c0, dtype=np.float32)
+        if train:
+            hs, _h_t, c_t = prim.forward(x, w_xc, b_c, w_hc, h_0, c_0)
+            y[...] = hs.reshape(y.shape)
+            return [y[t_ - 1], c_t.copy()]
+        c_t = np.empty((n, h), np.float32)
+        prim.run(x, w_xc, b_c, w_hc, h_0, c_0, y.reshape(t_, n, h), np.empty_like(c_t),
+                 c_t)
+        return [y[t_ - 1], c_t]
+
+    def _backward_onednn(self, top, propagate_down, bottom):
+        """Backward of a training forward that oneDNN ran: the same gradients
+        as :meth:`_backward_cpu` (parameters' added, the input's set)."""
+        t_, n = self.T, self.N
+        w_xc, b_c, _w_s, w_hc = self._weights()
+        grads = {}
+        for (name, _, _), blob, on in zip(self.param_specs(), self.blobs,
+                                          self.param_propagate_down, strict=True):
+            if on:
+                grads[{"W_xc": "wx", "W_hc": "wh", "b_c": "b"}[name]] = blob.diff
+        dx = bottom[0].diff.reshape(t_, n, self.Dx) if propagate_down[0] else None
+        self._dnnl_train.backward(bottom[0].data.reshape(t_, n, self.Dx), w_xc, b_c,
+                                  w_hc, top[0].diff.reshape(t_, n, self.H), dx, grads)
 
     def _backward_cpu(self, top, propagate_down, bottom):
         t_, h = self.T, self.H

@@ -16,12 +16,20 @@ IMPLS = ("fused", "net")
 rng = np.random.default_rng(12)
 
 
-@pytest.fixture(autouse=True, params=["ride", "project"])
+@pytest.fixture(autouse=True, params=["ride", "project", "onednn"])
 def _step_form(request, monkeypatch):
-    """Every test with both forms of the CPU forward step: the input riding
-    along in the step's GEMM, and projected for all steps first."""
+    """Every test with both forms of recaffe's own CPU forward step (the input
+    riding along in the step's GEMM, and projected for all steps first), and
+    with oneDNN's primitives where they apply (float32, cont 1 after the
+    first step; skipped where oneDNN is not installed)."""
+    from recaffe.backend import onednn  # noqa: PLC0415
     from recaffe.layers.lstm import LSTMLayer  # noqa: PLC0415
 
+    if request.param == "onednn":
+        if not onednn.available():
+            pytest.skip(f"oneDNN: {onednn.info()['why']}")
+        return
+    monkeypatch.setitem(onednn._state, "enabled", False)
     ride = request.param == "ride"
     monkeypatch.setattr(LSTMLayer, "RIDE_MIN_N", 1 if ride else 1 << 30)
 

@@ -1,0 +1,323 @@
+"""oneDNN's LSTM primitive behind forward-only LSTM layers (recaffe.backend.onednn)."""
+
+import os
+import platform
+import subprocess
+import sys
+import threading
+from importlib import metadata
+
+import numpy as np
+import pytest
+
+from recaffe import backend
+from recaffe.backend import onednn
+from recaffe.blob import Blob
+from recaffe.errors import BackendError
+from recaffe.testing.layer_test import make_blobs, make_layer
+from tests.layers.test_lstm import lstm_reference
+
+H = 9
+N = onednn.MIN_N
+FILL = ('weight_filler { type: "uniform" min: -0.3 max: 0.3 } '
+        'bias_filler { type: "uniform" min: -0.2 max: 0.2 }')
+
+
+def _installed() -> bool:
+    try:
+        metadata.version("onednn-cpu-gomp")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_installed_package_loads():
+    """Where the dev extra installs the package (Linux x86-64), it must load:
+    the tests below would otherwise skip and hide it."""
+    if not (_installed() and sys.platform == "linux"
+            and platform.machine() == "x86_64"):
+        pytest.skip("onednn-cpu-gomp is not installed on this platform")
+    info = onednn.info()
+    assert info["available"], info
+    assert info["version"].startswith("3.")
+
+
+needs_onednn = pytest.mark.skipif(not onednn.available(),
+                                  reason=f"oneDNN: {onednn.info().get('why')}")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The layers' calls that reached a primitive: ("infer" | "train", shape)."""
+    seen = []
+    for cls, method, kind in ((onednn.LSTMInference, "run", "infer"),
+                              (onednn.LSTMTraining, "forward", "train"),
+                              (onednn.LSTMTraining, "backward", "back")):
+        real = getattr(cls, method)
+
+        def counted(self, *a, _real=real, _kind=kind):
+            seen.append((_kind, self.shape))
+            return _real(self, *a)
+
+        monkeypatch.setattr(cls, method, counted)
+    return seen
+
+
+@pytest.fixture
+def own_loop():
+    """A context: inside it, layers run recaffe's own loop."""
+    class Off:
+        def __enter__(self):
+            onednn.set_enabled(False)
+
+        def __exit__(self, *exc):
+            onednn.set_enabled(True)
+
+    yield Off
+    onednn.set_enabled(True)
+
+
+def _layer(bottoms, dtype=np.float32, extra="", forward_only=True, num_tops=1):
+    backend.set_random_seed(5)
+    text = (f'name: "l" type: "LSTM" recurrent_param {{ num_output: {H} {FILL} '
+            f'{extra} }}')
+    with backend.dtype_scope(dtype):
+        layer = make_layer(text)
+        layer.impl = "fused"
+        bottom = make_blobs(bottoms, dtype)
+        top = [Blob((), dtype=dtype) for _ in range(num_tops)]
+        layer.SetUp(bottom, top)
+    layer.forward_only = forward_only
+    return layer, bottom, top
+
+
+def _data(t, n, d=5, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (t, n, d))
+    cont = np.ones((t, n))
+    cont[0, ::3] = 0.0  # some streams start a sequence, the others carry on
+    return x, cont
+
+
+@needs_onednn
+def test_primitive_matches_reference_with_states():
+    t, n, d, h = 7, N, 5, 11
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (t, n, d)).astype(np.float32)
+    w_xc, w_hc = (rng.uniform(-0.4, 0.4, (4 * h, k)).astype(np.float32) for k in (d, h))
+    b_c = rng.uniform(-0.3, 0.3, 4 * h).astype(np.float32)
+    h0, c0 = (rng.uniform(-1, 1, (n, h)).astype(np.float32) for _ in range(2))
+    y = np.empty((t, n, h), np.float32)
+    h_t, c_t = np.empty((n, h), np.float32), np.empty((n, h), np.float32)
+    prim = onednn.lstm_inference(t, n, d, h)
+    prim.run(x, w_xc, b_c, w_hc, h0, c0, y, h_t, c_t)
+    ref, ref_h, ref_c = lstm_reference(x, np.ones((t, n)), [w_xc, b_c, w_hc],
+                                       h0=h0, c0=c0)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=2e-6)
+    np.testing.assert_allclose(h_t, ref_h.reshape(n, h), rtol=0, atol=2e-6)
+    np.testing.assert_allclose(c_t, ref_c.reshape(n, h), rtol=0, atol=5e-6)
+    assert onednn.lstm_inference(t, n, d, h) is prim  # cached per shape
+
+
+def _run(bottoms, forward_only, calls=2, extra="", tops=1, backward=False,
+         pd=(True, False), ppd=None):
+    """Forward ``calls`` times (the state carried); with ``backward`` one
+    backward after each with a fixed top diff, on parameter diffs that start
+    non-zero (they must be added to). Returns every top, bottom and param
+    array after each call."""
+    layer, bottom, top = _layer(bottoms, extra=extra, forward_only=forward_only,
+                                num_tops=tops)
+    if ppd is not None:
+        layer.param_propagate_down[:] = ppd
+    rng = np.random.default_rng(4)
+    got = []
+    for _ in range(calls):
+        layer.forward(bottom, top)
+        out = [b.data.copy() for b in top]
+        if backward:
+            top[0].diff[...] = rng.uniform(-1, 1, top[0].shape)
+            for b in layer.blobs:
+                b.diff[...] = 0.25
+            bottom[0].diff[...] = 7.0
+            layer.backward(top, list(pd) + [False] * (len(bottom) - 2), bottom)
+            out += [bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs]
+        got.append(out)
+    return got
+
+
+def _close(a_calls, b_calls, atol):
+    for a_call, b_call in zip(a_calls, b_calls, strict=True):
+        for a, b in zip(a_call, b_call, strict=True):
+            assert b.dtype == np.float32
+            np.testing.assert_allclose(b, a, rtol=0, atol=atol)
+            assert not np.array_equal(a, 0)
+
+
+def _bottoms(t, expose, n=N):
+    x, cont = _data(t, n)
+    bottoms = [x, cont]
+    if expose:
+        rng = np.random.default_rng(9)
+        bottoms += [rng.uniform(-1, 1, (1, n, H)), rng.uniform(-1, 1, (1, n, H))]
+    return bottoms
+
+
+@needs_onednn
+@pytest.mark.parametrize("expose", [False, True])
+@pytest.mark.parametrize("forward_only", [True, False])
+def test_layer_forward_matches_own_loop(calls, own_loop, expose, forward_only):
+    """A layer with >= MIN_N streams runs the primitive, forward-only or
+    training; it agrees with recaffe's own loop to float32 rounding, including
+    the state carried to the next call and the first step's cont folded into
+    the states."""
+    t = 6
+    kw = {"extra": "expose_hidden: true" if expose else "", "tops": 3 if expose else 1}
+    with own_loop():
+        ref = _run(_bottoms(t, expose), forward_only, **kw)
+    assert calls == []
+    got = _run(_bottoms(t, expose), forward_only, **kw)
+    assert calls == [("infer" if forward_only else "train", (t, N, 5, H))] * 2
+    _close(ref, got, 3e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("pd", [(True, False), (False, False)])
+@pytest.mark.parametrize("ppd", [None, [True, False, True]])
+def test_layer_training_backward_matches_own_loop(calls, own_loop, pd, ppd):
+    """The primitive's backward gives the own loop's gradients (which are
+    gradient-checked in float64): parameter gradients added to what the
+    diffs held, the input's set, none where propagation is off."""
+    with own_loop():
+        ref = _run(_bottoms(5, False), False, backward=True, pd=pd, ppd=ppd)
+    got = _run(_bottoms(5, False), False, backward=True, pd=pd, ppd=ppd)
+    assert [k for k, _ in calls] == ["train", "back"] * 2
+    for a_call, b_call in zip(ref, got, strict=True):
+        for a, b in zip(a_call, b_call, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=2e-6)
+    if not pd[0]:
+        assert (got[0][1] == 7.0).all()  # the input's diff untouched
+    if ppd is not None:
+        assert (got[0][3] == 0.25).all()  # b_c's diff untouched
+
+
+@needs_onednn
+def test_two_layers_of_one_shape_keep_their_own_workspace(own_loop):
+    """Forward A, forward B, backward A: A's gradients are A's."""
+    bottoms = _bottoms(4, False)
+    grads = []
+    for off in (True, False):
+        if off:
+            onednn.set_enabled(False)
+        a, ba, ta = _layer(bottoms, forward_only=False)
+        b, bb, tb = _layer([bottoms[0] * 0.5, bottoms[1]], forward_only=False)
+        a.forward(ba, ta)
+        b.forward(bb, tb)
+        ta[0].diff[...] = 1.0
+        for blob in a.blobs:
+            blob.diff[...] = 0.0
+        a.backward(ta, [True, False], ba)
+        grads.append([ba[0].diff.copy()] + [blob.diff.copy() for blob in a.blobs])
+        onednn.set_enabled(True)
+    for x, y in zip(*grads, strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=2e-6)
+
+
+@needs_onednn
+def test_backward_after_forward_only_primitive_recomputes(calls, own_loop):
+    """A backward nobody planned, after an inference-primitive forward, still
+    gives the training gradients (it recomputes with the kept states)."""
+    with own_loop():
+        ref = _run(_bottoms(5, False), False, calls=1, backward=True)
+    got = _run(_bottoms(5, False), True, calls=1, backward=True)
+    assert [k for k, _ in calls] == ["infer"]
+    for a, b in zip(ref[0], got[0], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=3e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("why", ["cont_mid", "float64", "static", "few_streams"])
+def test_falls_back_to_own_loop(calls, why):
+    """Where the primitive cannot give Caffe's result (a sequence restarting
+    inside the batch, a static input) or is not the faster path (float64, few
+    streams), the layer's own loop runs: same bits as the training forward."""
+    n = N - 1 if why == "few_streams" else 4
+    x, cont = _data(5, n)
+    if why == "cont_mid":
+        cont[3, 2] = 0.0
+    dtype = np.float64 if why == "float64" else np.float32
+    bottoms = [x, cont]
+    if why == "static":
+        bottoms.append(np.random.default_rng(1).uniform(-1, 1, (n, 4)))
+    outs = []
+    for fo in (False, True):
+        layer, bottom, top = _layer(bottoms, dtype=dtype, forward_only=fo)
+        layer.forward(bottom, top)
+        outs.append(top[0].data.copy())
+    assert calls == []
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@needs_onednn
+def test_set_enabled_switches_to_own_loop(calls):
+    bottoms = _bottoms(4, False)
+    try:
+        onednn.set_enabled(False)
+        assert onednn.info()["enabled"] is False
+        off = _run(bottoms, True, calls=1) + _run(bottoms, False, calls=1)
+        assert calls == []
+        onednn.set_enabled(True)
+        assert onednn.info()["enabled"] is True
+        on = _run(bottoms, True, calls=1)
+        assert [k for k, _ in calls] == ["infer"]
+    finally:
+        onednn.set_enabled(True)
+    np.testing.assert_array_equal(off[0][0], off[1][0])  # own loop: same bits
+    np.testing.assert_allclose(on[0][0], off[0][0], rtol=0, atol=3e-6)
+
+
+@needs_onednn
+def test_numpy_blas_after_primitive_and_from_a_second_thread(calls):
+    """numpy's OpenBLAS keeps giving right products after the primitive stopped
+    its workers; a layer run beside another Python thread (no stopping then)
+    gives the same result."""
+    x, cont = _data(4, N)
+    layer, bottom, top = _layer([x, cont])
+    layer.forward(bottom, top)
+    first = top[0].data.copy()
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 100))
+    np.testing.assert_allclose(a @ b, np.einsum("ik,kj->ij", a, b), rtol=1e-10,
+                               atol=1e-10)
+    layer2, bottom2, top2 = _layer([x, cont])
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        out=(layer2.forward(bottom2, top2), top2[0].data.copy())[1]))
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(result["out"], first)
+    assert len(calls) == 2
+
+
+def _info_in_subprocess(value):
+    env = dict(os.environ, RECAFFE_ONEDNN=value)
+    code = ("from recaffe.backend import onednn\n"
+            "try:\n    print(onednn.info())\n"
+            "except Exception as e:\n    print(type(e).__name__, e)")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_env_switch_off_and_bad_path():
+    assert "disabled by RECAFFE_ONEDNN" in _info_in_subprocess("0")
+    out = _info_in_subprocess("/nonexistent/libdnnl.so.3")
+    assert out.startswith("BackendError") and "/nonexistent/libdnnl.so.3" in out
+
+
+def test_unavailable_raises_typed_error(monkeypatch):
+    monkeypatch.setitem(onednn._state, "checked", True)
+    monkeypatch.setitem(onednn._state, "lib", None)
+    monkeypatch.setitem(onednn._state, "why", "not here")
+    assert onednn.lstm_inference(3, N, 2, 4) is None
+    assert onednn.info() == {"available": False, "why": "not here"}
+    with pytest.raises(BackendError, match="not here"):
+        onednn.LSTMInference(3, N, 2, 4, 1)
