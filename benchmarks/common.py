@@ -111,18 +111,35 @@ def alternate(jobs: dict, threads: int, rounds: int = 1) -> dict:
 
 
 def lstm_rows(module: str, torch_name: str, torch_func: str, recaffe_func: str,
-              kw: dict, threads: int, rounds: int = 1) -> dict:
+              kw: dict, threads: int, rounds: int = 1,
+              extra: dict | None = None) -> dict:
     """The three implementations an LSTM suite compares, run with
     :func:`alternate`: PyTorch (``torch_name``, an error row without torch),
-    recaffe's ``LSTM`` layer and the unroll-built LSTM (``impl="unroll"``)."""
+    recaffe's ``LSTM`` layer and the unroll-built LSTM (``impl="unroll"``),
+    then ``extra`` rows (name -> keyword arguments added to ``kw``)."""
     jobs = {torch_name: (module, torch_func, kw),
             "recaffe LSTM layer": (module, recaffe_func, kw),
             "recaffe unroll-built LSTM": (module, recaffe_func,
                                           {**kw, "impl": "unroll"})}
+    for name, more in (extra or {}).items():
+        jobs[name] = (module, recaffe_func, {**kw, **more})
     if not torch_available():
         jobs.pop(torch_name)
     return {torch_name: {"error": "torch not installed"},
             **alternate(jobs, threads, rounds)}
+
+
+OWN_LOOP = "recaffe LSTM layer, own loop (oneDNN off)"
+
+
+def own_loop_row(n: int) -> dict | None:
+    """The extra row for :func:`lstm_rows` where the ``LSTM`` layer runs
+    oneDNN's primitives (N streams): the layer with its own loop."""
+    from recaffe.backend import onednn  # noqa: PLC0415
+
+    if n < onednn.MIN_N or not onednn.available():
+        return None
+    return {OWN_LOOP: {"onednn": False}}
 
 
 def sgemm_gflops(m: int, k: int, n: int, iters: int = 5) -> float:

@@ -7,9 +7,11 @@ from benchmarks.lstm import _data, infer_flops, lm_net
 from benchmarks.recaffe_util import feed, set_plan
 
 
-def recaffe_infer(T, N, V, H, iters=20, impl="layer"):
+def recaffe_infer(T, N, V, H, iters=20, impl="layer", onednn=True):
     import recaffe as caffe  # noqa: PLC0415
+    from recaffe.backend import onednn as dnnl  # noqa: PLC0415
 
+    dnnl.set_enabled(onednn)
     set_plan(True)
     caffe.set_random_seed(0)
     net = caffe.Net(lm_net(T, N, V, H, 1, impl, phase_train=False), caffe.TEST)
@@ -35,7 +37,13 @@ def torch_infer(T, N, V, H, iters=20):
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import fmt_ms, lstm_rows, run_worker, table  # noqa: PLC0415
+    from benchmarks.common import (  # noqa: PLC0415
+        fmt_ms,
+        lstm_rows,
+        own_loop_row,
+        run_worker,
+        table,
+    )
 
     iters = 5 if quick else 20
     rows, records = [], []
@@ -47,7 +55,7 @@ def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
         # The recurrent GEMMs are (N, H) @ (H, 4H): bound by that shape's rate.
         bound = fl / (rate.get("gflops_step", 1.0) * 1e9)
         res = lstm_rows("infer", "PyTorch nn.LSTM (no_grad)", "torch_infer",
-                        "recaffe_infer", kw, threads, rounds)
+                        "recaffe_infer", kw, threads, rounds, own_loop_row(N))
         ref = res["PyTorch nn.LSTM (no_grad)"].get("s")
         for name, r in res.items():
             s = r.get("s")

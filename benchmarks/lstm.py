@@ -78,7 +78,10 @@ def lm_net(T, N, V, H, layers, impl="layer", phase_train=True):
     return ns.to_proto()
 
 
-def recaffe_train(T, N, V, H, layers, impl="layer", iters=5, plan=True):
+def recaffe_train(T, N, V, H, layers, impl="layer", iters=5, plan=True, onednn=True):
+    from recaffe.backend import onednn as dnnl  # noqa: PLC0415
+
+    dnnl.set_enabled(onednn)
     set_plan(plan)
     solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
     x, cont, label = _data(T, N, V)
@@ -127,7 +130,13 @@ CASES = [  # (label, T, N, V, H, layers)
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import fmt_ms, lstm_rows, run_worker, table  # noqa: PLC0415
+    from benchmarks.common import (  # noqa: PLC0415
+        fmt_ms,
+        lstm_rows,
+        own_loop_row,
+        run_worker,
+        table,
+    )
 
     iters = 3 if quick else 10
     rows, records = [], []
@@ -138,7 +147,7 @@ def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
         flops = train_flops(T, N, V, H, layers)
         bound = flops / (rate.get("gflops_big", np.nan) * 1e9)
         res = lstm_rows("lstm", "PyTorch nn.LSTM", "torch_train", "recaffe_train",
-                        kw, threads, rounds)
+                        kw, threads, rounds, own_loop_row(kw["N"]))
         ref = res["PyTorch nn.LSTM"].get("s")
         for name, r in res.items():
             s = r.get("s")

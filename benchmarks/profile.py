@@ -13,6 +13,8 @@ split into:
 - **GEMM**: time inside BLAS calls;
 - **element-wise**: the cell kernels, ``np.tanh``, the compiled loops less
   their GEMMs;
+- **oneDNN**: the LSTM layer's calls of oneDNN's primitives (forward and
+  backward whole, packing the weights included), where they run;
 - **other forward/backward**: the rest of ``forward`` + ``backward`` (Python
   control flow, the per-step call overhead, small numpy operations, copies,
   the softmax loss);
@@ -33,7 +35,7 @@ import numpy as np
 from benchmarks.lstm import _data, lm_net
 from benchmarks.recaffe_util import feed, make_solver, set_plan
 
-PHASES = ("gemm", "elementwise", "other", "solver")
+PHASES = ("gemm", "elementwise", "onednn", "other", "solver")
 
 
 class _Timed:
@@ -63,10 +65,21 @@ def _wrap(owner, name, acc, key):
     setattr(owner, name, _Timed(getattr(owner, name), acc, key))
 
 
-def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
-    from recaffe.backend import blas, cpu_kernels  # noqa: PLC0415
+def _wrap_method(cls, name, acc, key):
+    """Times a method of ``cls`` (a plain function wrapper, so that it binds)."""
+    fn = getattr(cls, name)
+    timed = _Timed(fn, acc, key)
 
-    acc = {"gemm": 0.0, "elementwise": 0.0, "loops": 0.0, "depth": 0}
+    def method(self, *a, **k):
+        return timed(self, *a, **k)
+
+    setattr(cls, name, method)
+
+
+def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
+    from recaffe.backend import blas, cpu_kernels, onednn  # noqa: PLC0415
+
+    acc = {"gemm": 0.0, "elementwise": 0.0, "loops": 0.0, "onednn": 0.0, "depth": 0}
     _wrap(np, "dot", acc, "gemm")
     _wrap(np, "matmul", acc, "gemm")
     _wrap(blas, "matmul", acc, "gemm")
@@ -77,6 +90,9 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
         _wrap(cpu_kernels, name, acc, "elementwise")
     for name in ("lstm_seq_forward", "lstm_seq_backward"):
         _wrap(cpu_kernels, name, acc, "loops")
+    for owner, name in ((onednn.LSTMTraining, "forward"), (onednn.LSTMTraining,
+                        "backward"), (onednn.LSTMInference, "run")):
+        _wrap_method(owner, name, acc, "onednn")
     set_plan(True)
     solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
     x, cont, label = _data(T, N, V)
@@ -84,7 +100,7 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
     feed(net, {"x": x, "cont": cont, "label": label})
     rows = []
     for it in range(iters + 2):
-        acc["gemm"] = acc["elementwise"] = acc["loops"] = 0.0
+        acc["gemm"] = acc["elementwise"] = acc["loops"] = acc["onednn"] = 0.0
         t0 = time.perf_counter()
         net.clear_param_diffs()
         net.forward_prefilled()
@@ -95,8 +111,9 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
         if it >= 2:  # warm-up: plan build, kernel compilation
             rows.append({"total": t2 - t0, "gemm": acc["gemm"],
                          "elementwise": acc["elementwise"], "loops": acc["loops"],
+                         "onednn": acc["onednn"],
                          "other": (t1 - t0) - acc["gemm"] - acc["elementwise"]
-                         - acc["loops"],
+                         - acc["loops"] - acc["onednn"],
                          "solver": t2 - t1})
     loop_gemm = _loop_gemms(net) if any(r["loops"] for r in rows) else 0.0
     for r in rows:
@@ -150,12 +167,12 @@ def run(quick: bool, threads: int) -> tuple[str, list[dict]]:
                         "impl": impl, "iters": iters}, threads)
         records.append({"bench": "profile", "case": label, **r})
         if "total" not in r:
-            rows.append([label, r.get("error", "-"), "", "", "", ""])
+            rows.append([label, r.get("error", "-")] + [""] * len(PHASES))
             continue
         tot = r["total"]
         rows.append([label, f"{tot * 1e3:.1f}"] + [
             f"{r[p] * 1e3:.1f} ({100 * r[p] / tot:.0f} %)" for p in PHASES])
     text = ("Per-phase profile of one LSTM LM train step (V=65, T=50), median ms\n\n"
-            + table(["case", "total", "GEMM", "element-wise",
+            + table(["case", "total", "GEMM", "element-wise", "oneDNN LSTM",
                      "other fwd/bwd (Python, small ops)", "solver"], rows))
     return text, records

@@ -72,3 +72,30 @@ def test_lstm_rows_without_torch(common, monkeypatch):
     assert ran == [("recaffe_train", None), ("recaffe_train", "unroll")] * 2
     assert list(out) == ["PyTorch nn.LSTM", "recaffe LSTM layer",
                          "recaffe unroll-built LSTM"]
+
+
+def test_lstm_rows_extra_row_runs_in_turn(common, monkeypatch):
+    ran = []
+
+    def fake(module, func, kwargs, threads):
+        ran.append((func, kwargs.get("impl"), kwargs.get("onednn")))
+        return {"s": 1.0}
+
+    monkeypatch.setattr(common, "run_worker", fake)
+    monkeypatch.setattr(common, "torch_available", lambda: False)
+    extra = {common.OWN_LOOP: {"onednn": False}}
+    out = common.lstm_rows("infer", "PyTorch", "torch_infer", "recaffe_infer",
+                           {"T": 2}, threads=1, rounds=2, extra=extra)
+    assert list(out)[-1] == common.OWN_LOOP
+    assert ran == [("recaffe_infer", None, None), ("recaffe_infer", "unroll", None),
+                   ("recaffe_infer", None, False)] * 2
+
+
+def test_own_loop_row_only_where_the_primitives_run(common, monkeypatch):
+    from recaffe.backend import onednn  # noqa: PLC0415
+
+    monkeypatch.setattr(onednn, "available", lambda: True)
+    assert common.own_loop_row(1) is None  # N=1: the layer runs its own loop
+    assert common.own_loop_row(64) == {common.OWN_LOOP: {"onednn": False}}
+    monkeypatch.setattr(onednn, "available", lambda: False)
+    assert common.own_loop_row(64) is None
