@@ -18,7 +18,7 @@ from recaffe.testing.layer_test import make_blobs, make_layer
 from tests.layers.test_lstm import lstm_reference
 
 H = 9
-N = onednn.MIN_N
+N = max(onednn.MIN_N, 5)
 FILL = ('weight_filler { type: "uniform" min: -0.3 max: 0.3 } '
         'bias_filler { type: "uniform" min: -0.2 max: 0.2 }')
 
@@ -240,7 +240,7 @@ def test_falls_back_to_own_loop(calls, why):
     """Where the primitive cannot give Caffe's result (a sequence restarting
     inside the batch, a static input) or is not the faster path (float64, few
     streams), the layer's own loop runs: same bits as the training forward."""
-    n = N - 1 if why == "few_streams" else 4
+    n = onednn.MIN_N - 1 if why == "few_streams" else 4
     x, cont = _data(5, n)
     if why == "cont_mid":
         cont[3, 2] = 0.0
@@ -276,26 +276,65 @@ def test_set_enabled_switches_to_own_loop(calls):
 
 
 @needs_onednn
-def test_numpy_blas_after_primitive_and_from_a_second_thread(calls):
-    """numpy's OpenBLAS keeps giving right products after the primitive stopped
-    its workers; a layer run beside another Python thread (no stopping then)
-    gives the same result."""
+def test_numpy_blas_after_primitive(calls):
+    """numpy's OpenBLAS keeps giving right products after a primitive stopped
+    its worker threads."""
     x, cont = _data(4, N)
-    layer, bottom, top = _layer([x, cont])
-    layer.forward(bottom, top)
-    first = top[0].data.copy()
+    _run([x, cont], True, calls=1)
+    assert len(calls) == 1
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 100))
     np.testing.assert_allclose(a @ b, np.einsum("ik,kj->ij", a, b), rtol=1e-10,
                                atol=1e-10)
-    layer2, bottom2, top2 = _layer([x, cont])
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(
-        out=(layer2.forward(bottom2, top2), top2[0].data.copy())[1]))
-    worker.start()
-    worker.join()
-    np.testing.assert_array_equal(result["out"], first)
-    assert len(calls) == 2
+
+
+@needs_onednn
+@pytest.mark.parametrize("blas_threads", [2, 1])
+def test_beside_another_python_thread(calls, own_loop, blas_threads):
+    """With another Python thread alive, OpenBLAS's workers cannot be stopped
+    safely: on more than one BLAS thread the layer runs its own loop (same
+    bits), on one (no workers) the primitives."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    bottoms = _bottoms(4, False)
+    with own_loop():
+        ref = _run(bottoms, False, calls=1, backward=True)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with threadpoolctl.threadpool_limits(limits=blas_threads, user_api="blas"):
+            got = _run(bottoms, False, calls=1, backward=True)
+    finally:
+        stop.set()
+        other.join()
+    if blas_threads > 1:
+        assert calls == []
+        for a, b in zip(ref[0], got[0], strict=True):
+            np.testing.assert_array_equal(b, a)
+    else:
+        assert [k for k, _ in calls] == ["train", "back"]
+        for a, b in zip(ref[0], got[0], strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=3e-6)
+
+
+@needs_onednn
+def test_fractional_first_cont(calls, own_loop):
+    """A first-step cont that is neither 0 nor 1: the forward folds it into the
+    states exactly (the inference primitive runs); Caffe's backward treats it
+    as part of the forget gate, which oneDNN's cannot, so training runs the
+    own loop."""
+    x, cont = _data(4, N)
+    cont[0, 1] = 0.5
+    with own_loop():
+        ref_fwd = _run([x, cont], True, calls=1)
+        ref_train = _run([x, cont], False, calls=1, backward=True)
+    fwd = _run([x, cont], True, calls=1)
+    assert [k for k, _ in calls] == ["infer"]
+    np.testing.assert_allclose(fwd[0][0], ref_fwd[0][0], rtol=0, atol=3e-6)
+    train = _run([x, cont], False, calls=1, backward=True)
+    assert [k for k, _ in calls] == ["infer"]
+    for a, b in zip(ref_train[0], train[0], strict=True):
+        np.testing.assert_array_equal(b, a)
 
 
 def _info_in_subprocess(value):

@@ -1,17 +1,22 @@
-"""oneDNN's LSTM primitive for forward-only LSTM layers on the CPU (optional).
+"""oneDNN's LSTM primitives for the ``LSTM`` layer on the CPU (optional).
 
-A forward-only ``LSTM`` layer (TEST phase, or no loss reaches it) with at
-least :data:`MIN_N` streams runs its whole sequence through oneDNN's fused
-LSTM forward-inference primitive when the ``onednn-cpu-gomp`` package is
-installed (``pip install recaffe[onednn]``, Linux x86-64): one call for the
-T steps, the weights packed once per forward into the primitive's own blocked
-layout, the gates computed while the product is still in cache. It is the
-library PyTorch's CPU LSTM inference runs on. Without the package, or with
-``RECAFFE_ONEDNN=0``, the layer runs recaffe's own loop; results agree to
-float32 rounding (oneDNN sums and rounds in its own order), not bit for bit.
+With the ``onednn-cpu-gomp`` package installed (``pip install
+'recaffe[onednn]'``, Linux x86-64), an ``LSTM`` layer runs its whole sequence
+through oneDNN's fused LSTM primitives when the batch allows it: float32, at
+least :data:`MIN_N` streams, no static input, ``cont`` 1 after the first step
+(the first step's cont is folded into the initial states; for training it
+must be 0 or 1), numpy's own BLAS selected. A forward-only layer (TEST phase,
+or no loss reaches it) uses the inference primitive, which keeps nothing; a
+training forward uses the training primitive, whose workspace its backward
+reads. One call for the T steps, the weights packed once per call into the
+primitive's own layout, the gates computed while the product is still in
+cache. It is the library PyTorch's CPU LSTM runs on. Otherwise (or without
+the package, or with ``RECAFFE_ONEDNN=0``) the layer runs recaffe's own loop.
+The two agree to float32 rounding (oneDNN sums and rounds in its own order),
+not bit for bit; the gradients are Caffe's.
 
 ``RECAFFE_ONEDNN`` may also name the ``libdnnl.so`` to load;
-:func:`set_enabled` switches the primitive off and on inside a program.
+:func:`set_enabled` switches the primitives off and on inside a program.
 
 Two thread pools on the same cores: oneDNN's OpenMP threads (GNU libgomp) and
 numpy's OpenBLAS threads. Each spins for a while after its work before it
@@ -23,10 +28,13 @@ primitive). So:
 - libgomp is loaded with ``GOMP_SPINCOUNT=1000`` (unless the user set it or
   ``OMP_WAIT_POLICY``): its threads sleep soon after the primitive. The
   primitive itself is as fast (37.5 ms) and the following GEMM 1.6 ms;
-- before the primitive runs, numpy's OpenBLAS stops its worker threads
+- before a primitive runs, numpy's OpenBLAS stops its worker threads
   (``blas_thread_shutdown_``, what OpenBLAS does itself before a fork); its
-  next threaded call starts them again (about 0.4 ms). This is done only
-  while no other Python thread runs, which could be inside OpenBLAS.
+  next threaded call starts them again (about 0.05 ms). This is done only
+  while no other Python thread runs, which could be inside OpenBLAS; with
+  other threads alive (and OpenBLAS on more than one thread) the layers run
+  their own loop instead, as they do when numpy's BLAS is not its bundled
+  OpenBLAS.
 
 oneDNN runs as many threads as numpy's BLAS has (threadpoolctl and
 ``recaffe.backend.blas.set_num_threads`` limit both).
@@ -81,10 +89,10 @@ class _Version(ctypes.Structure):
 
 _state: dict[str, Any] = {"checked": False, "lib": None, "path": None, "why": None,
                           "enabled": True,
-                          "engine": None, "stream": None, "gomp": None,
+                          "engine": None, "gomp": None,
                           "openblas": None}
 _lock = threading.Lock()
-_local = threading.local()  # a primitive per thread, since its memories are
+_local = threading.local()  # per thread: a stream, the inference primitives
 
 
 def _library_path() -> str | None:
@@ -133,18 +141,50 @@ def _load() -> None:
     lib.dnnl_primitive_desc_query_md.restype = _P
     lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
     lib.dnnl_version.restype = ctypes.POINTER(_Version)
-    engine, stream = _P(), _P()
+    engine = _P()
     _check(lib.dnnl_engine_create(ctypes.byref(engine), _CPU, ctypes.c_size_t(0)),
            "dnnl_engine_create")
-    _check(lib.dnnl_stream_create(ctypes.byref(stream), engine, _IN_ORDER),
-           "dnnl_stream_create")
     gomp = None
     with contextlib.suppress(OSError, AttributeError):
         gomp = ctypes.CDLL("libgomp.so.1")
         gomp.omp_get_max_threads.restype = ctypes.c_int
         gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
-    _state.update(lib=lib, path=path, engine=engine, stream=stream, gomp=gomp,
+    _state.update(lib=lib, path=path, engine=engine, gomp=gomp,
                   openblas=_numpy_openblas())
+
+
+class _Stream:
+    """A oneDNN stream, destroyed with its holder (a thread's local data)."""
+
+    def __init__(self):
+        self.handle = _P()
+        _check(_state["lib"].dnnl_stream_create(ctypes.byref(self.handle),
+                                                _state["engine"], _IN_ORDER),
+               "dnnl_stream_create")
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            _state["lib"].dnnl_stream_destroy(self.handle)
+
+
+def _stream() -> _P:
+    """This thread's oneDNN stream (a stream is used by one thread at a time)."""
+    holder = getattr(_local, "stream", None)
+    if holder is None:
+        holder = _local.stream = _Stream()
+    return holder.handle
+
+
+def _quiet_blas() -> bool:
+    """Whether numpy's BLAS can be kept off the cores while oneDNN runs:
+    OpenBLAS with one thread (no workers), or numpy's OpenBLAS whose workers
+    this module may stop, which it does only while no other Python thread
+    runs (one could be inside OpenBLAS). Otherwise the two pools would fight
+    (2-3x slower than recaffe's own loop, see the module doc)."""
+    ob = _state["openblas"]
+    if ob is None:
+        return False
+    return int(ob[0]()) <= 1 or threading.active_count() == 1
 
 
 def _numpy_openblas() -> tuple | None:
@@ -354,7 +394,7 @@ class _LSTMPrimitives:
         """Before oneDNN runs: OpenBLAS's workers stop spinning (see the
         module doc), oneDNN's pool gets its thread count."""
         ob = _state["openblas"]
-        if ob is not None and threading.active_count() == 1:
+        if ob is not None and threading.active_count() == 1 and int(ob[0]()) > 1:
             ob[1]()
         self._set_threads()
 
@@ -371,7 +411,7 @@ class _LSTMPrimitives:
 
     @staticmethod
     def _execute(prim, args) -> None:
-        _check(_state["lib"].dnnl_primitive_execute(prim, _state["stream"], len(args),
+        _check(_state["lib"].dnnl_primitive_execute(prim, _stream(), len(args),
                                                     args), "dnnl_primitive_execute")
 
     def _pack(self, reorders, w_xc, w_hc, b_c) -> None:
@@ -389,7 +429,7 @@ class _LSTMPrimitives:
         for name, arr in arrays.items():
             self._point(self._mem[name], arr)
         self._execute(prim, self._args[prim.value])
-        _check(_state["lib"].dnnl_stream_wait(_state["stream"]), "dnnl_stream_wait")
+        _check(_state["lib"].dnnl_stream_wait(_stream()), "dnnl_stream_wait")
 
     def _bind(self, prim, packed, names, extra=()) -> None:
         """The exec arguments of ``prim``: the named call memories (made on
@@ -550,7 +590,7 @@ class LSTMTraining(_LSTMPrimitives):
                 self._point(src, self._dw[key], src_off)
                 self._point(dst, grads[key], dst_off)
                 self._execute(prim, args)
-        _check(_state["lib"].dnnl_stream_wait(_state["stream"]), "dnnl_stream_wait")
+        _check(_state["lib"].dnnl_stream_wait(_stream()), "dnnl_stream_wait")
         if "b" in grads:
             h = self.shape[3]
             for first, count, to in _GATE_BLOCKS:
@@ -560,9 +600,9 @@ class LSTMTraining(_LSTMPrimitives):
 
 def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:
     """The inference primitive for this thread and shape (cached: it keeps
-    nothing between calls), or None when oneDNN is not available or switched
-    off."""
-    if not _state["enabled"] or library() is None:
+    nothing between calls), or None when oneDNN is not available, switched
+    off, or numpy's BLAS cannot be kept off the cores now."""
+    if not _state["enabled"] or library() is None or not _quiet_blas():
         return None
     key = (t, n, d, h, _threads())
     cache = getattr(_local, "cache", None)
@@ -582,9 +622,8 @@ def lstm_training(t: int, n: int, d: int, h: int,
                   old: LSTMTraining | None = None) -> LSTMTraining | None:
     """Training primitives for one layer (never shared: they keep the
     forward's workspace for the backward): ``old`` when it fits this shape
-    and thread count, else new ones; None when oneDNN is not available or
-    switched off."""
-    if not _state["enabled"] or library() is None:
+    and thread count, else new ones; None as for :func:`lstm_inference`."""
+    if not _state["enabled"] or library() is None or not _quiet_blas():
         return None
     key = (t, n, d, h, _threads())
     if old is not None and (old.shape + (old.threads,)) == key:

@@ -358,13 +358,17 @@ class LSTMLayer(RecurrentLayer):
         ``onednn.MIN_N`` streams, numpy's own BLAS selected, and ``cont`` 1
         after the first step (the first step's cont is folded into the
         initial states, the same arithmetic: ``cont f c = f (cont c)`` and
-        ``W (cont h) = cont (W h)``)."""
+        ``W (cont h) = cont (W h)``; for training it must be 0 or 1)."""
         t_, n, h = self.T, self.N, self.H
         if (self.static_input or n < onednn.MIN_N or self._ht.dtype != np.float32
                 or blas.routed()):
             return None
         cont = bottom[1].data
         if t_ > 1 and not (cont[1:] == 1).all():
+            return None
+        # Caffe's backward differentiates f = cont sigmoid(f') as if cont
+        # were part of the gate: exact only for cont 0 or 1.
+        if train and not np.isin(cont[0], (0, 1)).all():
             return None
         y = top[0].data
         x = bottom[0].data.reshape(t_, n, self.Dx)
