@@ -360,3 +360,80 @@ def test_unavailable_raises_typed_error(monkeypatch):
     assert onednn.info() == {"available": False, "why": "not here"}
     with pytest.raises(BackendError, match="not here"):
         onednn.LSTMInference(3, N, 2, 4, 1)
+
+
+def _lm_solver(tmp_path, t, n, v, h):
+    """A 2-layer char-LSTM LM (one-hot input, SoftmaxWithLoss) under SGD with
+    momentum, written as prototxt files."""
+    import recaffe as caffe  # noqa: PLC0415
+    from recaffe import layers as L  # noqa: PLC0415
+
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label = L.Input(shape=[dict(dim=[t, n, v]), dict(dim=[t, n]),
+                                             dict(dim=[t, n])], ntop=3)
+    fill = dict(type="uniform", min=-0.3, max=0.3)
+    ns.h1 = L.LSTM(ns.x, ns.cont, recurrent_param=dict(
+        num_output=h, weight_filler=fill, bias_filler=fill))
+    ns.h2 = L.LSTM(ns.h1, ns.cont, recurrent_param=dict(
+        num_output=h, weight_filler=fill, bias_filler=fill))
+    ns.logits = L.InnerProduct(ns.h2, axis=2, num_output=v, weight_filler=fill)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    (tmp_path / "net.prototxt").write_text(str(ns.to_proto()))
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.5\nmomentum: 0.9\n'
+        'lr_policy: "fixed"\ndisplay: 0\nmax_iter: 100\nsnapshot_after_train: false\n')
+    caffe.set_random_seed(3)
+    return caffe.get_solver(str(tmp_path / "solver.prototxt"))
+
+
+@needs_onednn
+def test_two_layer_lm_training_matches_own_loop(tmp_path, calls, own_loop):
+    """Stacked layers (the second's input gradient is the first's top diff)
+    under a solver: oneDNN's and the own loop's trajectories agree."""
+    t, n, v, h = 6, 4, 7, 8
+    rng = np.random.default_rng(0)
+    x = np.eye(v)[rng.integers(0, v, (t, n))]
+    label = rng.integers(0, v, (t, n)).astype(float)
+    cont = np.ones((t, n))
+    cont[0] = 0
+    runs = []
+    for off in (True, False):
+        if off:
+            onednn.set_enabled(False)
+        solver = _lm_solver(tmp_path, t, n, v, h)
+        net = solver.net
+        for name, arr in (("x", x), ("cont", cont), ("label", label)):
+            net.blobs[name].data[...] = arr
+        losses = []
+        for _ in range(8):
+            solver.step(1)
+            losses.append(float(net.blobs["loss"].data))
+        runs.append((losses, [p.data.copy() for ps in net.params.values() for p in ps]))
+        onednn.set_enabled(True)
+    assert [k for k, _ in calls].count("train") == 16  # 2 layers x 8 steps
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-4)
+    assert runs[0][0][-1] < runs[0][0][0]  # it learns
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+@needs_onednn
+def test_primitive_that_cannot_be_made_falls_back_with_a_warning(calls, own_loop,
+                                                                 monkeypatch, caplog):
+    def refuse(self, *a):
+        raise BackendError("oneDNN dnnl_lstm_forward_primitive_desc_create failed: "
+                           "out of memory (1)")
+
+    monkeypatch.setattr(onednn.LSTMTraining, "__init__", refuse)
+    bottoms = _bottoms(4, False)
+    with own_loop():
+        ref = _run(bottoms, False, calls=2, backward=True)
+    with caplog.at_level("WARNING"):
+        got = _run(bottoms, False, calls=2, backward=True)
+    warned = [r.getMessage() for r in caplog.records if "oneDNN" in r.getMessage()]
+    assert len(warned) == 1  # once per layer and shape, not per call
+    assert "LSTM layer 'l'" in warned[0] and "out of memory" in warned[0]
+    assert calls == []
+    for a_call, b_call in zip(ref, got, strict=True):
+        for a, b in zip(a_call, b_call, strict=True):
+            np.testing.assert_array_equal(b, a)

@@ -208,9 +208,14 @@ def _numpy_openblas() -> tuple | None:
     return None
 
 
+_STATUS = {1: "out of memory", 2: "invalid arguments", 3: "unimplemented",
+           4: "no more implementations", 5: "runtime error", 6: "not required"}
+
+
 def _check(status: int, what: str) -> None:
     if status != 0:
-        raise BackendError(f"oneDNN {what} failed (dnnl_status_t {status})")
+        raise BackendError(f"oneDNN {what} failed: "
+                           f"{_STATUS.get(status, 'status')} ({status})")
 
 
 def library():

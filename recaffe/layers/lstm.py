@@ -32,9 +32,11 @@ from __future__ import annotations
 import numpy as np
 
 from recaffe.backend import blas, cpu_kernels, cuda_kernels, onednn
+from recaffe.errors import BackendError
 from recaffe.layer import register_layer
 from recaffe.layers.lstm_unit import sigmoid_into
 from recaffe.layers.recurrent import RecurrentLayer
+from recaffe.log import logger
 from recaffe.proto import caffe_pb2
 
 
@@ -375,12 +377,21 @@ class LSTMLayer(RecurrentLayer):
         w_xc, b_c, _w_s, w_hc = self._weights()
         if not all(a.flags.c_contiguous for a in (x, y, w_xc, w_hc)):
             return None
-        if train:
-            prim = onednn.lstm_training(t_, n, self.Dx, h,
-                                        getattr(self, "_dnnl_train", None))
-            self._dnnl_train = prim
-        else:
-            prim = onednn.lstm_inference(t_, n, self.Dx, h)
+        if getattr(self, "_dnnl_failed", None) == (t_, n, train):
+            return None
+        try:
+            if train:
+                prim = onednn.lstm_training(t_, n, self.Dx, h,
+                                            getattr(self, "_dnnl_train", None))
+                self._dnnl_train = prim
+            else:
+                prim = onednn.lstm_inference(t_, n, self.Dx, h)
+        except BackendError as exc:  # e.g. no memory for the workspace
+            self._dnnl_failed = (t_, n, train)
+            logger.warning(f"LSTM layer '{self.name}': oneDNN's primitives could "
+                           f"not be made for T={t_} N={n} D={self.Dx} H={h} ({exc}); "
+                           "the layer's own loop runs instead")
+            return None
         if prim is None:
             return None
         c0 = cont[0].astype(np.float32)[:, None]
