@@ -61,8 +61,17 @@ def main(argv=None) -> int:
     info = rblas.set_blas(args.blas)
     where = (info.get("path")
              or f"numpy's {info['library']} {info['numpy_blas_version']}")
+    from recaffe.backend import onednn  # noqa: PLC0415
+
+    dnnl = onednn.info()
+    if not dnnl["available"]:
+        dnnl_text = f"no oneDNN ({dnnl['why']})"
+    elif rblas.routed():  # the LSTM layer then runs its own loop on that BLAS
+        dnnl_text = "oneDNN not used (another BLAS selected)"
+    else:
+        dnnl_text = f"oneDNN {dnnl['version']} for the LSTM layer"
     print(f"machine: {machine()}; threads: {args.threads}; recaffe BLAS: "
-          f"{info['selected']} ({where})\n")
+          f"{info['selected']} ({where}); {dnnl_text}\n")
     records = []
     for name in names:
         t0 = time.perf_counter()
