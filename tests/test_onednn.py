@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -437,3 +438,59 @@ def test_primitive_that_cannot_be_made_falls_back_with_a_warning(calls, own_loop
     for a_call, b_call in zip(ref, got, strict=True):
         for a, b in zip(a_call, b_call, strict=True):
             np.testing.assert_array_equal(b, a)
+
+
+FORK_SCRIPT = r"""
+import os, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from recaffe.backend import onednn
+from tests.test_onednn import _bottoms, _layer
+
+bottoms = _bottoms(4, False)
+layer, bottom, top = _layer(bottoms, forward_only=False)
+layer.forward(bottom, top)  # oneDNN's training forward, in the parent
+assert layer._by_onednn
+pid = os.fork()
+if pid == 0:
+    # the child: OpenMP's threads are gone; the backward of the parent's
+    # forward and new forwards run the own loop
+    top[0].diff[...] = 1.0
+    for b in layer.blobs:
+        b.diff[...] = 0.0
+    layer.backward(top, [True, False], bottom)
+    got = [bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs]
+    ref_layer, rb, rt = _layer(bottoms, forward_only=False)
+    ref_layer.forward(rb, rt)
+    rt[0].diff[...] = 1.0
+    for b in ref_layer.blobs:
+        b.diff[...] = 0.0
+    ref_layer.backward(rt, [True, False], rb)
+    ref = [rb[0].diff.copy()] + [b.diff.copy() for b in ref_layer.blobs]
+    same = all(np.allclose(a, b, rtol=1e-5, atol=3e-6) for a, b in zip(got, ref))
+    print("child", onednn.available(), ref_layer._by_onednn, same, flush=True)
+    os._exit(0)
+deadline = time.time() + 60
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exit", status)
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    print("child hung")
+"""
+
+
+@needs_onednn
+def test_forked_child_runs_own_loop():
+    """After fork() (multiprocessing's default on Linux), libgomp would hang
+    the child's first parallel region: the child runs recaffe's own loops,
+    the backward of a forward the parent ran through oneDNN included."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT.format(root=root)],
+                         capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["child False False True", "exit 0"], \
+        out.stdout + out.stderr

@@ -151,6 +151,16 @@ def _load() -> None:
         gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
     _state.update(lib=lib, path=path, engine=engine, gomp=gomp,
                   openblas=_numpy_openblas())
+    os.register_at_fork(after_in_child=_forked)
+
+
+def _forked() -> None:
+    """In a child of fork(): libgomp's threads are gone and its next parallel
+    region would wait for them forever, so the child runs recaffe's own
+    loops."""
+    _state.update(lib=None, why="a forked child of a process that ran oneDNN "
+                  "(OpenMP's threads do not survive fork())")
+    _local.__dict__.clear()
 
 
 class _Stream:

@@ -410,6 +410,13 @@ class LSTMLayer(RecurrentLayer):
         """Backward of a training forward that oneDNN ran: the same gradients
         as :meth:`_backward_cpu` (parameters' added, the input's set)."""
         t_, n = self.T, self.N
+        if not onednn.available():  # lost since the forward (a forked child)
+            st = self._dnnl_train._states  # cont (0 or 1) is folded in already
+            self._by_onednn = False
+            self._kept_arrays()
+            self._forward_cpu(bottom, top, [st["h0"].copy(), st["c0"].copy()])
+            self._backward_cpu(top, propagate_down, bottom)
+            return
         w_xc, b_c, _w_s, w_hc = self._weights()
         grads = {}
         for (name, _, _), blob, on in zip(self.param_specs(), self.blobs,
