@@ -246,14 +246,15 @@ def available() -> bool:
 
 
 def set_enabled(flag: bool) -> None:
-    """Let forward-only LSTM layers use the primitive (the default when it is
+    """Let ``LSTM`` layers use the primitives (the default when they are
     available), or not: with ``False`` they run recaffe's own loop, whose
-    results are the same bits as a training forward's."""
+    forward-only results are the same bits as its training forward's."""
     _state["enabled"] = bool(flag)
 
 
 def info() -> dict:
-    """Whether the primitive is used, the library's path and version."""
+    """Whether the primitives are available and switched on, the library's
+    path and version, the fewest streams they run for; or why not."""
     lib = library()
     if lib is None:
         return {"available": False, "why": _state["why"]}
@@ -313,7 +314,7 @@ class _LSTMPrimitives:
         }
         self._bperm = np.empty(4 * h, np.float32)  # b_c in oneDNN's gate order
 
-    def _lstm_pd(self, prop_kind: int, flags=0) -> _P:
+    def _lstm_pd(self, prop_kind: int) -> _P:
         """A forward primitive descriptor; the weights' layouts left to oneDNN."""
         d, h = self.shape[2:]
         m, own, pd = self._mds, self._owned, _P()
@@ -321,7 +322,7 @@ class _LSTMPrimitives:
             ctypes.byref(pd), _state["engine"], prop_kind, _LEFT2RIGHT, m["x"],
             m["state"], m["state"], _md((1, 1, d, 4, h), own),
             _md((1, 1, h, 4, h), own), None, None, m["b"], m["y"], m["state"],
-            m["state"], ctypes.c_uint(flags), None),
+            m["state"], ctypes.c_uint(0), None),
             "dnnl_lstm_forward_primitive_desc_create")
         own.append(("dnnl_primitive_desc_destroy", pd))
         return pd
