@@ -319,6 +319,43 @@ def test_beside_another_python_thread(calls, own_loop, blas_threads):
 
 
 @needs_onednn
+def test_blas_stop_always_runs_primitives_beside_threads(calls, own_loop, monkeypatch,
+                                                        caplog):
+    """After set_blas_stop("always") the primitives run beside another Python
+    thread (which calls no BLAS here); without it, the own loop runs and says
+    so once."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setitem(onednn._state, "told", False)
+    bottoms = _bottoms(4, False)
+    with own_loop():
+        ref = _run(bottoms, False, calls=1, backward=True)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            with caplog.at_level("INFO"):
+                _run(bottoms, False, calls=2)
+            told = [r for r in caplog.records if "set_blas_stop" in r.getMessage()]
+            assert calls == [] and len(told) == 1
+            onednn.set_blas_stop("always")
+            got = _run(bottoms, False, calls=1, backward=True)
+            rng = np.random.default_rng(2)
+            a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 100))
+            np.testing.assert_allclose(a @ b, np.einsum("ik,kj->ij", a, b),
+                                       rtol=1e-10, atol=1e-10)
+    finally:
+        onednn.set_blas_stop("single-thread")
+        stop.set()
+        other.join()
+    assert [k for k, _ in calls] == ["train", "back"]
+    for a, b in zip(ref[0], got[0], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=3e-6)
+    with pytest.raises(BackendError, match="'single-thread' or 'always'"):
+        onednn.set_blas_stop("sometimes")
+
+
+@needs_onednn
 def test_fractional_first_cont(calls, own_loop):
     """A first-step cont that is neither 0 nor 1: the forward folds it into the
     states exactly (the inference primitive runs); Caffe's backward treats it
@@ -338,8 +375,8 @@ def test_fractional_first_cont(calls, own_loop):
         np.testing.assert_array_equal(b, a)
 
 
-def _info_in_subprocess(value):
-    env = dict(os.environ, RECAFFE_ONEDNN=value)
+def _info_in_subprocess(value, **more):
+    env = dict(os.environ, RECAFFE_ONEDNN=value, **more)
     code = ("from recaffe.backend import onednn\n"
             "try:\n    print(onednn.info())\n"
             "except Exception as e:\n    print(type(e).__name__, e)")
@@ -351,6 +388,9 @@ def test_env_switch_off_and_bad_path():
     assert "disabled by RECAFFE_ONEDNN" in _info_in_subprocess("0")
     out = _info_in_subprocess("/nonexistent/libdnnl.so.3")
     assert out.startswith("BackendError") and "/nonexistent/libdnnl.so.3" in out
+    out = _info_in_subprocess("", RECAFFE_ONEDNN_STOP_BLAS="sometimes")
+    assert out.startswith("BackendError")
+    assert "RECAFFE_ONEDNN_STOP_BLAS=sometimes" in out
 
 
 def test_unavailable_raises_typed_error(monkeypatch):

@@ -31,10 +31,12 @@ primitive). So:
 - before a primitive runs, numpy's OpenBLAS stops its worker threads
   (``blas_thread_shutdown_``, what OpenBLAS does itself before a fork); its
   next threaded call starts them again (about 0.05 ms). This is done only
-  while no other Python thread runs, which could be inside OpenBLAS; with
-  other threads alive (and OpenBLAS on more than one thread) the layers run
-  their own loop instead, as they do when numpy's BLAS is not its bundled
-  OpenBLAS.
+  while no other Python thread runs, which could be inside OpenBLAS, or
+  after :func:`set_blas_stop` ``("always")`` (the program says no other
+  thread calls numpy's BLAS while nets run: a notebook kernel's threads do
+  not). Otherwise, with other threads alive and OpenBLAS on more than one
+  thread, the layers run their own loop (logged once), as they do when
+  numpy's BLAS is not its bundled OpenBLAS.
 
 oneDNN runs as many threads as numpy's BLAS has (threadpoolctl and
 ``recaffe.backend.blas.set_num_threads`` limit both).
@@ -88,7 +90,8 @@ class _Version(ctypes.Structure):
 
 
 _state: dict[str, Any] = {"checked": False, "lib": None, "path": None, "why": None,
-                          "enabled": True,
+                          "enabled": True, "told": False,
+                          "stop_blas": "single-thread",
                           "engine": None, "gomp": None,
                           "openblas": None}
 _lock = threading.Lock()
@@ -115,6 +118,12 @@ def _gomp_loaded() -> bool:
 
 
 def _load() -> None:
+    stop = os.environ.get("RECAFFE_ONEDNN_STOP_BLAS", "").strip()
+    if stop:
+        try:
+            set_blas_stop(stop)
+        except BackendError as exc:
+            raise BackendError(f"RECAFFE_ONEDNN_STOP_BLAS={stop}: {exc}") from None
     setting = os.environ.get("RECAFFE_ONEDNN", "").strip()
     if setting.lower() in ("0", "off", "no", "false"):
         _state["why"] = "disabled by RECAFFE_ONEDNN"
@@ -185,16 +194,46 @@ def _stream() -> _P:
     return holder.handle
 
 
+def _may_stop_blas() -> bool:
+    """Whether numpy's OpenBLAS workers may be stopped now: no other Python
+    thread runs (one could be inside OpenBLAS), or the program said that none
+    calls it while nets run (:func:`set_blas_stop`)."""
+    return _state["stop_blas"] == "always" or threading.active_count() == 1
+
+
 def _quiet_blas() -> bool:
     """Whether numpy's BLAS can be kept off the cores while oneDNN runs:
-    OpenBLAS with one thread (no workers), or numpy's OpenBLAS whose workers
-    this module may stop, which it does only while no other Python thread
-    runs (one could be inside OpenBLAS). Otherwise the two pools would fight
-    (2-3x slower than recaffe's own loop, see the module doc)."""
+    OpenBLAS with one thread (no workers), or one whose workers may be
+    stopped. Otherwise the two pools would fight (2-3x slower than recaffe's
+    own loop, see the module doc), and the layers run their own loop."""
     ob = _state["openblas"]
     if ob is None:
         return False
-    return int(ob[0]()) <= 1 or threading.active_count() == 1
+    if int(ob[0]()) <= 1 or _may_stop_blas():
+        return True
+    if not _state["told"]:
+        _state["told"] = True
+        from recaffe.log import logger  # noqa: PLC0415
+
+        logger.info("LSTM layers run recaffe's own loop, not oneDNN's primitives: "
+                    f"{threading.active_count() - 1} other Python thread(s) are "
+                    "alive and numpy's BLAS has several threads. If none of them "
+                    "calls numpy's BLAS while nets run (a notebook kernel's threads "
+                    "do not), recaffe.backend.onednn.set_blas_stop('always') lets "
+                    "the primitives run")
+    return False
+
+
+def set_blas_stop(policy: str) -> None:
+    """When numpy's OpenBLAS workers may be stopped before a primitive runs:
+    ``"single-thread"`` (the default: only while no other Python thread is
+    alive) or ``"always"`` (the program promises that no other thread calls
+    numpy's BLAS while nets run; stopping the workers under a running BLAS
+    call would break it). Also ``RECAFFE_ONEDNN_STOP_BLAS``."""
+    if policy not in ("single-thread", "always"):
+        raise BackendError(f"set_blas_stop: expected 'single-thread' or 'always', "
+                           f"got {policy!r}")
+    _state["stop_blas"] = policy
 
 
 def _numpy_openblas() -> tuple | None:
@@ -410,7 +449,7 @@ class _LSTMPrimitives:
         """Before oneDNN runs: OpenBLAS's workers stop spinning (see the
         module doc), oneDNN's pool gets its thread count."""
         ob = _state["openblas"]
-        if ob is not None and threading.active_count() == 1 and int(ob[0]()) > 1:
+        if ob is not None and int(ob[0]()) > 1 and _may_stop_blas():
             ob[1]()
         self._set_threads()
 
