@@ -1,5 +1,6 @@
 """oneDNN's LSTM primitive behind forward-only LSTM layers (recaffe.backend.onednn)."""
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -289,6 +290,19 @@ def test_numpy_blas_after_primitive(calls):
                                atol=1e-10)
 
 
+@contextlib.contextmanager
+def _another_thread():
+    """Another Python thread, alive (waiting, calling nothing) inside."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        other.join()
+
+
 @needs_onednn
 @pytest.mark.parametrize("blas_threads", [2, 1])
 def test_beside_another_python_thread(calls, own_loop, blas_threads):
@@ -299,15 +313,9 @@ def test_beside_another_python_thread(calls, own_loop, blas_threads):
     bottoms = _bottoms(4, False)
     with own_loop():
         ref = _run(bottoms, False, calls=1, backward=True)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        with threadpoolctl.threadpool_limits(limits=blas_threads, user_api="blas"):
-            got = _run(bottoms, False, calls=1, backward=True)
-    finally:
-        stop.set()
-        other.join()
+    with _another_thread(), threadpoolctl.threadpool_limits(limits=blas_threads,
+                                                           user_api="blas"):
+        got = _run(bottoms, False, calls=1, backward=True)
     if blas_threads > 1:
         assert calls == []
         for a, b in zip(ref[0], got[0], strict=True):
@@ -329,11 +337,9 @@ def test_blas_stop_always_runs_primitives_beside_threads(calls, own_loop, monkey
     bottoms = _bottoms(4, False)
     with own_loop():
         ref = _run(bottoms, False, calls=1, backward=True)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
     try:
-        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        with _another_thread(), threadpoolctl.threadpool_limits(limits=2,
+                                                               user_api="blas"):
             with caplog.at_level("INFO"):
                 _run(bottoms, False, calls=2)
             told = [r for r in caplog.records if "set_blas_stop" in r.getMessage()]
@@ -346,8 +352,6 @@ def test_blas_stop_always_runs_primitives_beside_threads(calls, own_loop, monkey
                                        rtol=1e-10, atol=1e-10)
     finally:
         onednn.set_blas_stop("single-thread")
-        stop.set()
-        other.join()
     assert [k for k, _ in calls] == ["train", "back"]
     for a, b in zip(ref[0], got[0], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=3e-6)
