@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks.common import median_time
+from benchmarks.common import (
+    fmt_ms,
+    lstm_rows,
+    median_time,
+    own_loop_row,
+    run_worker,
+    table,
+)
 from benchmarks.lstm import _data, infer_flops, lm_net
 from benchmarks.recaffe_util import feed, set_plan
 
@@ -37,14 +44,6 @@ def torch_infer(T, N, V, H, iters=20):
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import (  # noqa: PLC0415
-        fmt_ms,
-        lstm_rows,
-        own_loop_row,
-        run_worker,
-        table,
-    )
-
     iters = 5 if quick else 20
     rows, records = [], []
     for N in (1, 64):

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import median_time
+from benchmarks.common import (
+    fmt_ms,
+    lstm_rows,
+    median_time,
+    own_loop_row,
+    run_worker,
+    table,
+)
 from benchmarks.recaffe_util import feed, make_solver, set_plan
 
 
@@ -130,14 +137,6 @@ CASES = [  # (label, T, N, V, H, layers)
 
 
 def run(quick: bool, threads: int, rounds: int = 1) -> tuple[str, list[dict]]:
-    from benchmarks.common import (  # noqa: PLC0415
-        fmt_ms,
-        lstm_rows,
-        own_loop_row,
-        run_worker,
-        table,
-    )
-
     iters = 3 if quick else 10
     rows, records = [], []
     for label, T, N, V, H, layers in CASES:

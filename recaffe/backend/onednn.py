@@ -69,7 +69,6 @@ _F32 = 3                   # dnnl_f32
 _TAG_ANY = 1               # dnnl_format_tag_any
 _FWD_INFERENCE = 96        # dnnl_forward_inference
 _LEFT2RIGHT = 1            # dnnl_unidirectional_left2right
-_QUERY_IMPL = 8            # dnnl_query_impl_info_str
 _QUERY_EXEC_ARG_MD = 255   # dnnl_query_exec_arg_md
 _ARG_SRC_LAYER, _ARG_SRC_ITER, _ARG_SRC_ITER_C = 1, 2, 3
 _ARG_DST_LAYER, _ARG_DST_ITER, _ARG_DST_ITER_C = 17, 18, 19
@@ -148,7 +147,6 @@ def _load() -> None:
         if quiet:
             del os.environ["GOMP_SPINCOUNT"]
     lib.dnnl_primitive_desc_query_md.restype = _P
-    lib.dnnl_memory_desc_get_size.restype = ctypes.c_size_t
     lib.dnnl_version.restype = ctypes.POINTER(_Version)
     engine = _P()
     _check(lib.dnnl_engine_create(ctypes.byref(engine), _CPU, ctypes.c_size_t(0)),
@@ -156,7 +154,6 @@ def _load() -> None:
     gomp = None
     with contextlib.suppress(OSError, AttributeError):
         gomp = ctypes.CDLL("libgomp.so.1")
-        gomp.omp_get_max_threads.restype = ctypes.c_int
         gomp.omp_set_num_threads.argtypes = [ctypes.c_int]
     _state.update(lib=lib, path=path, engine=engine, gomp=gomp,
                   openblas=_numpy_openblas())
@@ -319,17 +316,20 @@ def _md(shape, owned: list, strides=None) -> _P:
 
 
 def _threads() -> int:
-    """numpy's BLAS thread count, which oneDNN's pool follows."""
-    ob = _state["openblas"]
-    if ob is not None:
-        return max(1, int(ob[0]()))
-    gomp = _state["gomp"]
-    return int(gomp.omp_get_max_threads()) if gomp is not None else 0
+    """numpy's BLAS thread count, which oneDNN's pool follows (the primitives
+    run only where numpy's OpenBLAS is known: :func:`_quiet_blas`)."""
+    return max(1, int(_state["openblas"][0]()))
 
 
 #: Caffe's gate blocks (i, f, o, g) in oneDNN's order (i, f, g, o): (first
 #: Caffe gate, number of gates, oneDNN's gate for the first)
 _GATE_BLOCKS = ((0, 2, 0), (2, 1, 3), (3, 1, 2))
+
+
+def _gate_rows(h: int):
+    """(Caffe's rows, oneDNN's rows) of each gate block of a (4H,) vector."""
+    for first, count, to in _GATE_BLOCKS:
+        yield slice(first * h, (first + count) * h), slice(to * h, (to + count) * h)
 
 
 class _LSTMPrimitives:
@@ -352,6 +352,8 @@ class _LSTMPrimitives:
             "b": _md((1, 1, 4, h), own, (4 * h, 4 * h, h, 1)),
         }
         self._bperm = np.empty(4 * h, np.float32)  # b_c in oneDNN's gate order
+        self._mem: dict[str, _P] = {}  # the call's array memories, by name
+        self._args: dict[int, Any] = {}  # each primitive's exec arguments
 
     def _lstm_pd(self, prop_kind: int) -> _P:
         """A forward primitive descriptor; the weights' layouts left to oneDNN."""
@@ -370,14 +372,15 @@ class _LSTMPrimitives:
         return _P(_state["lib"].dnnl_primitive_desc_query_md(pd, _QUERY_EXEC_ARG_MD,
                                                                arg))
 
-    def _packed_weights(self, pd, args=(_ARG_WEIGHTS_LAYER, _ARG_WEIGHTS_ITER)):
+    def _packed_weights(self, pd):
         """oneDNN-owned memories for the weights as ``pd`` wants them, and
         the reorders that fill them from Caffe's arrays, a block of gates at a
         time: ({"wx", "wh"} -> memory, [(weight, element offset, source
         memory, reorder, args)])."""
         d, h = self.shape[2:]
         packed, reorders = {}, []
-        for key, arg, k in (("wx", args[0], d), ("wh", args[1], h)):
+        for key, arg, k in (("wx", _ARG_WEIGHTS_LAYER, d),
+                            ("wh", _ARG_WEIGHTS_ITER, h)):
             packed_md = self._query(pd, arg)
             packed[key] = self._memory(packed_md, alloc=True)
             base = _P()
@@ -395,6 +398,14 @@ class _LSTMPrimitives:
                        "dnnl_memory_set_data_handle")
                 reorders.append((key, first * h * k, src, prim, rargs))
         return packed, reorders
+
+    def _dnnl_md(self, k: int, count: int) -> _P:
+        """``count`` gate blocks of a plain oneDNN (layer, direction, K, gate,
+        H) weight with all four gates: element strides (4H, H, 1) on the last
+        three."""
+        h = self.shape[3]
+        return _md((1, 1, k, count, h), self._owned,
+                   (4 * h * k, 4 * h * k, 4 * h, h, 1))
 
     def _caffe_md(self, k: int, count: int) -> _P:
         """``count`` gate blocks of a Caffe weight (4H, K) as oneDNN's (layer,
@@ -471,9 +482,8 @@ class _LSTMPrimitives:
 
     def _pack(self, reorders, w_xc, w_hc, b_c) -> None:
         """Fill packed weights from Caffe's arrays; b_c into _bperm."""
-        h = self.shape[3]
-        for first, count, to in _GATE_BLOCKS:
-            self._bperm[to * h: (to + count) * h] = b_c[first * h: (first + count) * h]
+        for caffe, dnnl in _gate_rows(self.shape[3]):
+            self._bperm[dnnl] = b_c[caffe]
         weights = {"wx": w_xc, "wh": w_hc}
         for key, offset, src, prim, args in reorders:
             self._point(src, weights[key], offset)
@@ -520,14 +530,8 @@ class LSTMInference(_LSTMPrimitives):
     def __init__(self, t: int, n: int, d: int, h: int, threads: int):
         super().__init__(t, n, d, h, threads)
         pd = self._lstm_pd(_FWD_INFERENCE)
-        impl = ctypes.c_char_p()
-        _check(_state["lib"].dnnl_primitive_desc_query(pd, _QUERY_IMPL, 0,
-                                                       ctypes.byref(impl)),
-               "dnnl_primitive_desc_query")
-        self.impl = (impl.value or b"").decode()
         self._prim = self._primitive(pd)
         packed, self._reorders = self._packed_weights(pd)
-        self._mem, self._args = {}, {}
         self._bind(self._prim, packed, _CALL_NAMES)
 
     def run(self, x, w_xc, b_c, w_hc, h0, c0, y, h_t, c_t) -> None:
@@ -552,8 +556,7 @@ class LSTMTraining(_LSTMPrimitives):
         m = self._mds
         # The weights' gradients come out in oneDNN's plain (K, gate, H) order;
         # reorders that add them to Caffe's gradient arrays follow.
-        dw_md = {"wx": _md((1, 1, d, 4, h), own, (4 * h * d, 4 * h * d, 4 * h, h, 1)),
-                 "wh": _md((1, 1, h, 4, h), own, (4 * h * h, 4 * h * h, 4 * h, h, 1))}
+        dw_md = {"wx": self._dnnl_md(d, 4), "wh": self._dnnl_md(h, 4)}
         bpd = _P()
         _check(lib.dnnl_lstm_backward_primitive_desc_create(
             ctypes.byref(bpd), _state["engine"], _BACKWARD, _LEFT2RIGHT, m["x"],
@@ -575,16 +578,13 @@ class LSTMTraining(_LSTMPrimitives):
         attr = self._sum_attr()
         for key, k in (("wx", d), ("wh", h)):
             for first, count, to in _GATE_BLOCKS:
-                src_md = _md((1, 1, k, count, h), own,
-                             (4 * h * k, 4 * h * k, 4 * h, h, 1))
                 self._acc.append((key, (to * h, first * h * k)) + self._reorder(
-                    src_md, self._caffe_md(k, count), attr))
+                    self._dnnl_md(k, count), self._caffe_md(k, count), attr))
         # the forward's results and the states it started from, kept
         self.y = np.zeros((t, n, h), np.float32)
         self._states = {name: np.zeros((n, h), np.float32)
                         for name in ("h0", "c0", "hT", "cT", "dh0", "dc0", "zero")}
         self._dx = None  # where the input's gradient goes when nobody wants it
-        self._mem, self._args = {}, {}
         self._bind(self._fwd, fpacked, _CALL_NAMES, [(_ARG_WORKSPACE, ws)])
         dw_mem = {key: self._memory(md) for key, md in dw_md.items()}
         for key, mem in dw_mem.items():
@@ -647,10 +647,8 @@ class LSTMTraining(_LSTMPrimitives):
                 self._execute(prim, args)
         _check(_state["lib"].dnnl_stream_wait(_stream()), "dnnl_stream_wait")
         if "b" in grads:
-            h = self.shape[3]
-            for first, count, to in _GATE_BLOCKS:
-                grads["b"][first * h: (first + count) * h] += \
-                    self._db[to * h: (to + count) * h]
+            for caffe, dnnl in _gate_rows(self.shape[3]):
+                grads["b"][caffe] += self._db[dnnl]
 
 
 def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:

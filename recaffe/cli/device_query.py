@@ -101,7 +101,7 @@ def report(gpu_flag: str = "") -> list[str]:
 
 
 def onednn_line() -> str:
-    """Whether forward-only LSTM layers run oneDNN's LSTM primitive."""
+    """Whether LSTM layers run oneDNN's LSTM primitives."""
     from recaffe.backend import onednn  # noqa: PLC0415
 
     info = onednn.info()
@@ -109,7 +109,8 @@ def onednn_line() -> str:
         return f"oneDNN LSTM inference: no ({info['why']})"
     state = "yes" if info["enabled"] else "switched off"
     return (f"oneDNN LSTM inference: {state}, v{info['version']} ({info['path']}), "
-            f"for forward-only LSTM layers with >= {info['min_streams']} streams")
+            f"for LSTM layers (forward-only and training) with >= "
+            f"{info['min_streams']} streams")
 
 
 def parallel_lines() -> list[str]:

@@ -338,17 +338,17 @@ class LSTMLayer(RecurrentLayer):
         """Forward for a layer no backward pass reaches: the same arithmetic as
         :meth:`_forward_cpu`, with one step's gates and states reused for every
         step instead of T of each (nothing is kept for backward)."""
+        # Kept for a backward that nobody planned (it recomputes from these).
+        self._init_h, self._init_c = init[0].copy(), init[1].copy()
+        done = self._forward_onednn(bottom, top, init)
+        if done is not None:
+            return done
         n, h, dtype = self.N, self.H, self._ht.dtype
         if self._step is None:
             k = self._k
             self._step = (np.zeros((1, 4 * h, n), dtype), np.zeros((2, h, n), dtype),
                           np.zeros((1, h, n), dtype), np.zeros((1, n, k), dtype))
         acts, cs, tc, hc = self._step
-        # Kept for a backward that nobody planned (it recomputes from these).
-        self._init_h, self._init_c = init[0].copy(), init[1].copy()
-        done = self._forward_onednn(bottom, top, init)
-        if done is not None:
-            return done
         self._run_forward(bottom, top, init, acts, cs, tc, hc, False)
         return [top[0].data[self.T - 1], cs[self.T % 2].T]
 
@@ -366,7 +366,7 @@ class LSTMLayer(RecurrentLayer):
                 or blas.routed()):
             return None
         cont = bottom[1].data
-        if t_ > 1 and not (cont[1:] == 1).all():
+        if not (cont[1:] == 1).all():
             return None
         # Caffe's backward differentiates f = cont sigmoid(f') as if cont
         # were part of the gate: exact only for cont 0 or 1.
