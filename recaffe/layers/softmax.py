@@ -7,11 +7,66 @@ Bottoms: ``x`` of any shape. Tops: ``y``, same shape (may be in place).
 Learnable params: none. Proto fields: softmax_param { axis engine } (engine
 ignored).
 Gradients: to the bottom, from the top data.
+
+:func:`softmax` and :func:`softmax_dot` are shared with the losses that hold
+a softmax. When only axes of one element follow ``axis`` (a language model's
+(T, N, V) scores, a classifier's (N, C)), numpy arrays are taken as rows:
+the row maxima come from ``np.maximum.reduceat`` and the row sums from a GEMV
+against ones, as in Caffe's CPU softmax. numpy's reductions along short
+contiguous rows pay a call per row (3200 rows of 65: max 143 -> 62 us, sum
+88 -> 15 us).
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from recaffe.blob import HostArray
 from recaffe.layer import Layer, register_layer
+
+#: Host arrays (a blob's ``.data`` is a HostArray view); device arrays, and
+#: the stand-ins that test CUDA graphs, keep the axis reductions.
+_HOST = (np.ndarray, HostArray)
+
+
+def _rows(a, axis: int):
+    """``a`` as (rows, C) without a copy, C its ``axis``, when only axes of
+    one element follow that axis; else None (also for an empty array or one
+    that is not a C-contiguous numpy array)."""
+    if type(a) not in _HOST or not a.flags.c_contiguous or a.size == 0:
+        return None
+    c = a.shape[axis]
+    if a.size != c * math.prod(a.shape[:axis]):
+        return None
+    return a.view(np.ndarray).reshape(-1, c)  # a blob's HostArray as a plain view
+
+
+def softmax(x, y, axis: int, xp) -> None:
+    """``y`` := softmax of ``x`` along ``axis`` (``y`` may be ``x``)."""
+    x2 = _rows(x, axis)
+    y2 = _rows(y, axis) if x2 is not None else None
+    if y2 is None:
+        xp.subtract(x, x.max(axis=axis, keepdims=True), out=y)
+        xp.exp(y, out=y)
+        y /= y.sum(axis=axis, keepdims=True)
+        return
+    c = x2.shape[1]
+    starts = np.arange(0, x2.size, c)
+    np.subtract(x2, np.maximum.reduceat(x2.reshape(-1), starts)[:, None], out=y2)
+    np.exp(y2, out=y2)
+    y2 /= (y2 @ np.ones(c, y2.dtype))[:, None]
+
+
+def softmax_dot(dy, y, axis: int, xp):
+    """``sum(dy * y)`` along ``axis``, kept as a length-1 axis."""
+    prod = dy * y
+    p2 = _rows(prod, axis)
+    if p2 is None:
+        return prod.sum(axis=axis, keepdims=True)
+    return (p2 @ np.ones(p2.shape[1], p2.dtype)).reshape(
+        y.shape[:axis] + (1,) + y.shape[axis + 1:])
 
 
 @register_layer
@@ -27,13 +82,7 @@ class SoftmaxLayer(Layer):
             top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom, top):
-        xp = self.xp
-        x = bottom[0].data
-        y = top[0].data
-        m = x.max(axis=self.axis, keepdims=True)
-        xp.subtract(x, m, out=y)
-        xp.exp(y, out=y)
-        y /= y.sum(axis=self.axis, keepdims=True)
+        softmax(bottom[0].data, top[0].data, self.axis, self.xp)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -41,7 +90,7 @@ class SoftmaxLayer(Layer):
         xp = self.xp
         y = top[0].data
         dy = top[0].diff
-        dot = (dy * y).sum(axis=self.axis, keepdims=True)
+        dot = softmax_dot(dy, y, self.axis, xp)
         dx = bottom[0].diff
         xp.subtract(dy, dot, out=dx)
         dx *= y

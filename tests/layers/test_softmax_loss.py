@@ -62,6 +62,8 @@ class TestSoftmaxWithLoss(LayerTestCase):
              'loss_param { ignore_label: -1 }',
              [XT, LT], check_bottom=0,
              extra={"mode": "VALID", "ignore": -1, "axis": 2}),
+        Case('type: "SoftmaxWithLoss" loss_weight: 0.5 softmax_param { axis: 2 }',
+             [XT, np.abs(LT)], check_bottom=0, extra={"mode": "VALID", "axis": 2}),
         Case('type: "SoftmaxWithLoss" softmax_param { axis: -1 } '
              'loss_param { ignore_label: -1 }',
              [XT, LT], check_bottom=0,
@@ -170,3 +172,24 @@ def test_two_tops_need_two_loss_weights():
 def test_axis_out_of_range():
     with pytest.raises(ShapeError, match="axis"):
         _setup('type: "SoftmaxWithLoss" softmax_param { axis: 2 }', [X2, L2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradient_bits_are_caffes_order(dtype):
+    """Without an ignore label the gradient is written as p * scale with the
+    labelled entries (p - 1) * scale: the same bits as Caffe's copy, subtract
+    one, scale."""
+    r = np.random.default_rng(5)
+    x = r.standard_normal((6, 4, 9))
+    labels = r.integers(0, 9, (6, 4)).astype(float)
+    layer, bottom, top = _setup('type: "SoftmaxWithLoss" loss_weight: 0.3 '
+                                'softmax_param { axis: 2 }', [x, labels], dtype=dtype)
+    layer.Forward(bottom, top)
+    top[0].diff[...] = 0.3
+    layer.Backward(top, [True, False], bottom)
+    p = layer.prob.data.copy()
+    want = p.copy()
+    t, n = np.indices((6, 4))
+    want[t, n, labels.astype(int)] -= 1
+    want *= top[0].diff / (6 * 4)
+    np.testing.assert_array_equal(bottom[0].diff, want)
