@@ -121,6 +121,45 @@ def test_primitive_matches_reference_with_states():
     assert onednn.lstm_inference(t, n, d, h) is prim  # cached per shape
 
 
+@needs_onednn
+def test_inference_repacks_only_changed_weights(calls, monkeypatch):
+    """The inference primitive packs the weights again exactly when a bit of
+    them changed: one element, a bias, the sign of a zero; the same
+    weights in fresh arrays are not packed again."""
+    t, n, d, h = 4, N, 5, 6
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (t, n, d)).astype(np.float32)
+    w = [rng.uniform(-0.4, 0.4, (4 * h, d)).astype(np.float32),
+         rng.uniform(-0.3, 0.3, 4 * h).astype(np.float32),
+         rng.uniform(-0.4, 0.4, (4 * h, h)).astype(np.float32)]
+    w[2][0, 0] = 0.0
+    h0, c0 = np.zeros((n, h), np.float32), np.zeros((n, h), np.float32)
+    packs = []
+    real_pack = onednn.LSTMInference._pack
+    monkeypatch.setattr(onednn.LSTMInference, "_pack",
+                        lambda self, *a: (packs.append(1), real_pack(self, *a)))
+    prim = onednn.LSTMInference(t, n, d, h, 1)
+
+    def run(weights):
+        y = np.empty((t, n, h), np.float32)
+        prim.run(x, weights[0], weights[1], weights[2], h0, c0, y,
+                 np.empty((n, h), np.float32), np.empty((n, h), np.float32))
+        ref = lstm_reference(x, np.ones((t, n)), weights, h0=h0, c0=c0)[0]
+        np.testing.assert_allclose(y, ref, rtol=0, atol=2e-6)
+        return len(packs)
+
+    assert run(w) == 1
+    assert run([a.copy() for a in w]) == 1
+    w[0][3, 2] += 0.25
+    assert run(w) == 2
+    w[1][5] -= 0.5
+    assert run(w) == 3
+    w[2][0, 0] = -0.0
+    assert run(w) == 4
+    assert run(w) == 4
+    prim.close()
+
+
 def _run(bottoms, forward_only, calls=2, extra="", tops=1, backward=False,
          pd=(True, False), ppd=None):
     """Forward ``calls`` times (the state carried); with ``backward`` one

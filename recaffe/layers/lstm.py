@@ -370,7 +370,7 @@ class LSTMLayer(RecurrentLayer):
             return None
         # Caffe's backward differentiates f = cont sigmoid(f') as if cont
         # were part of the gate: exact only for cont 0 or 1.
-        if train and not np.isin(cont[0], (0, 1)).all():
+        if train and not ((cont[0] == 0) | (cont[0] == 1)).all():
             return None
         y = top[0].data
         x = bottom[0].data.reshape(t_, n, self.Dx)

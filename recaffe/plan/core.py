@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from recaffe import backend
 from recaffe.plan import kernels
 from recaffe.plan.batching import find_groups, schedule
@@ -38,6 +40,12 @@ class ExecutionPlan:
         self._build_steps()
 
     def _build_steps(self) -> None:
+        #: Work arrays and state the step kernels share: one array per shape
+        #: and purpose, the passes run so far ("pass"), the shared-weight
+        #: InnerProduct sets ("shared_ip") and their packed products.
+        grouped = {m for g in self.groups for m in g.members}
+        self.scratch: dict = {"pass": 0, "shared_ip": kernels.shared_weight_sets(
+            self.net, grouped) if self.xp is np else {}}
         chain_bwd: dict[int, object] = {}
         self.row_chains: list[list[int]] = []
         for members in self.chains:
@@ -49,18 +57,16 @@ class ExecutionPlan:
                 chain_bwd.update(kernels.chain_backward(
                     self.net, members, self.order_index, self.xp))
         steps = Steps(self.net, self.graph, self.order, self.groups, self.layout,
-                      self.xp, chain_bwd, self)
+                      self.xp, chain_bwd, self, self.scratch)
         self.fwd, self.bwd, self.bwd_steps = steps.fwd, steps.bwd, steps.bwd_steps
         self.fwd_single, self.bwd_single = steps.fwd_single, steps.bwd_single
         self.watch = steps.watch
-        #: Work arrays the step kernels share (one per shape and purpose).
-        self.scratch = steps.scratch
         self.loss = 0.0
 
     def _chain_rows_backward(self, members: list[int]):
         return kernels.chain_rows_backward(
             self.net, self.graph, members, self.order_index, self.data_rows,
-            self.diff_rows, self.xp)
+            self.diff_rows, self.xp, self.scratch)
 
     def sync(self) -> None:
         """Point every group's layer state at the stacked blobs again."""
@@ -80,6 +86,7 @@ class ExecutionPlan:
         """Run all steps; returns (loss, -1), or (loss so far, step index) when a
         layer's top shapes changed at that step (the caller finishes the pass)."""
         self.loss = 0.0
+        self.scratch["pass"] += 1
         k = 0
         try:
             for k, (f, b, t) in enumerate(self.fwd):  # noqa: B007
@@ -89,6 +96,7 @@ class ExecutionPlan:
         return self.loss, -1
 
     def backward(self) -> None:
+        self.scratch["pass"] += 1
         hooks = self.net.backward_hooks
         if hooks is None:
             for f, t, pd, b in self.bwd:
@@ -123,11 +131,13 @@ class ExecutionPlan:
         fwd_t = [0.0] * len(self.fwd)
         bwd_t = [0.0] * len(self.fwd)
         self.loss = 0.0
+        self.scratch["pass"] += 1
         for k, (f, b, t) in enumerate(self.fwd_single):
             t0 = perf_counter()
             f(b, t)
             sync()
             fwd_t[k] = perf_counter() - t0
+        self.scratch["pass"] += 1
         for (f, t, pd, b), k in zip(self.bwd_single, self.bwd_steps, strict=True):
             t0 = perf_counter()
             f(t, pd, b)

@@ -21,11 +21,12 @@ class Steps:
     """``fwd``, ``bwd`` (in backward order), ``bwd_steps`` (for each backward
     entry, the index of its step in ``fwd``) and the shape ``watch``."""
 
-    def __init__(self, net, graph, order, groups, layout, xp, chain_bwd, sink):
+    def __init__(self, net, graph, order, groups, layout, xp, chain_bwd, sink,
+                 scratch=None):
         self.net, self.graph, self.xp = net, graph, xp
         self.layout = layout
-        #: Work arrays the kernels share (they live only inside one call).
-        self.scratch: dict = {}
+        #: Work arrays (and state) the kernels share: see ExecutionPlan.
+        self.scratch: dict = {} if scratch is None else scratch
         fwd, bwd = [], []
         bwd_steps: list[int] = []
         self.watch = ShapeWatch()
