@@ -1,7 +1,8 @@
 """Per-phase profile of the LSTM LM train step (the ``lstm`` suite's model).
 
 One worker per case. Before the net is built, the BLAS entry points
-(``np.dot``, ``np.matmul``, ``recaffe.backend.blas.matmul``/``matmul_acc``),
+(``np.dot``, ``np.matmul``, ``recaffe.backend.blas.matmul``/``matmul_acc``,
+oneDNN's ``PackedMatmul``),
 the cell kernels (``recaffe.backend.cpu_kernels.lstm_*``), the LSTM layer's
 compiled whole-sequence loops and ``np.tanh`` are wrapped with timers (the
 plan's kernels bind them when the plan is built, so they are timed too). The
@@ -10,7 +11,8 @@ making the same calls alone (``np.matmul`` on the layer's own arrays), and
 the rest of the loops' time counts as element-wise. An iteration is then
 split into:
 
-- **GEMM**: time inside BLAS calls;
+- **GEMM**: time inside BLAS calls and oneDNN's matmul (an unrolled net's
+  recurrent products through ``PackedMatmul``, packing included);
 - **element-wise**: the cell kernels, ``np.tanh``, the compiled loops less
   their GEMMs;
 - **oneDNN**: the LSTM layer's calls of oneDNN's primitives (forward and
@@ -93,6 +95,8 @@ def profile_step(T, N, V, H, layers, impl="layer", iters=5) -> dict:
     for owner, name in ((onednn.LSTMTraining, "forward"), (onednn.LSTMTraining,
                         "backward"), (onednn.LSTMInference, "run")):
         _wrap_method(owner, name, acc, "onednn")
+    for name in ("run", "pack"):
+        _wrap_method(onednn.PackedMatmul, name, acc, "gemm")
     set_plan(True)
     solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
     x, cont, label = _data(T, N, V)

@@ -1,4 +1,5 @@
-"""oneDNN's LSTM primitives for the ``LSTM`` layer on the CPU (optional).
+"""oneDNN's LSTM primitives for the ``LSTM`` layer on the CPU, and its packed
+matmul for unrolled nets (optional).
 
 With the ``onednn-cpu-gomp`` package installed (``pip install
 'recaffe[onednn]'``, Linux x86-64), an ``LSTM`` layer runs its whole sequence
@@ -14,6 +15,12 @@ cache. It is the library PyTorch's CPU LSTM runs on. Otherwise (or without
 the package, or with ``RECAFFE_ONEDNN=0``) the layer runs recaffe's own loop.
 The two agree to float32 rounding (oneDNN sums and rounds in its own order),
 not bit for bit; the gradients are Caffe's.
+
+The same library's matmul primitive serves the execution plan
+(:class:`PackedMatmul`): the InnerProducts of an unrolled net's steps that
+share one weight multiply through it with the weight packed once per pass,
+where OpenBLAS would pack it again at every step (``recaffe.plan.kernels.
+PackedProduct``).
 
 ``RECAFFE_ONEDNN`` may also name the ``libdnnl.so`` to load;
 :func:`set_enabled` switches the primitives off and on inside a program.
