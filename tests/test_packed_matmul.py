@@ -23,9 +23,9 @@ def runs(monkeypatch):
     seen = []
     real = onednn.PackedMatmul.run
 
-    def counted(self, x, y):
+    def counted(self, x, y, bias=None):
         seen.append(self.shape)
-        return real(self, x, y)
+        return real(self, x, y, bias)
 
     monkeypatch.setattr(onednn.PackedMatmul, "run", counted)
     yield seen
@@ -233,3 +233,79 @@ def test_transposed_shared_weight_chain(runs):
     ref = net_and_grads(False)
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("m,k,n,pays", [
+    (3200, 65, 2048, True),   # an unrolled LSTM's input projection over all steps
+    (1600, 65, 512, True),
+    (3200, 512, 65, False),   # a narrow output (a decoder): OpenBLAS is as fast
+    (3200, 300, 2048, False),  # a long input
+    (100, 64, 512, False),    # too small to pay for switching thread pools
+])
+def test_wide_pays(m, k, n, pays):
+    assert kernels.wide_pays(m, k, n) is pays
+
+
+def _wide_net(batched: bool):
+    """An InnerProduct with a short input and a wide output, with a bias:
+    one layer over (T, N, K), or T time-batched layers sharing W and b."""
+    T, N, K, H = 4, 128, 64, 512
+    ns = caffe.NetSpec()
+    ns.x = L.Input(shape=dict(dim=[T, N, K]))
+    filler = dict(type="gaussian", std=0.1)
+    bias = dict(type="uniform", min=-0.5, max=0.5)
+    if batched:
+        xs = L.Slice(ns.x, ntop=T, slice_param=dict(axis=0))
+        outs = []
+        for t in range(T):
+            p = L.InnerProduct(xs[t], num_output=H, axis=2, weight_filler=filler,
+                               bias_filler=bias,
+                               param=[dict(name="W"), dict(name="b")])
+            setattr(ns, f"p{t}", p)
+            outs.append(L.TanH(p))
+            setattr(ns, f"a{t}", outs[-1])
+        ns.y = L.Concat(*outs, axis=0)
+    else:
+        ns.p = L.InnerProduct(ns.x, num_output=H, axis=2, weight_filler=filler,
+                              bias_filler=bias)
+        ns.y = L.TanH(ns.p)
+    ns.loss = L.Reduction(ns.y, operation=3, loss_weight=1)  # SUMSQ
+    return ns.to_proto(), (T, N, K), (T * N, K, H)
+
+
+@needs_onednn
+@pytest.mark.parametrize("batched", [False, True])
+def test_wide_input_projection(runs, batched):
+    """A wide InnerProduct (one layer over all steps, or a time-batched
+    group) computes through oneDNN's matmul with its bias added inside; the
+    outputs and every gradient agree with numpy's, also after its weight
+    and bias are edited between passes."""
+    param, xshape, mkn = _wide_net(batched)
+    assert kernels.wide_pays(*mkn)
+
+    def run(enabled, edit=False):
+        onednn.set_enabled(enabled)
+        try:
+            caffe.set_random_seed(7)
+            net = caffe.Net(param, caffe.TRAIN)
+            net.blobs["x"].data[...] = np.random.default_rng(8).uniform(-1, 1, xshape)
+            net.forward()
+            if edit:
+                for blob in net.params[next(iter(net.params))]:
+                    blob.data[...] *= -2.0
+                net.forward()
+            net.backward()
+            out = [net.blobs["y"].data.copy(), net.blobs["x"].diff.copy()]
+            return out + [b.diff.copy() for blobs in net.params.values()
+                          for b in blobs]
+        finally:
+            onednn.set_enabled(True)
+
+    for edit in (False, True):
+        runs.clear()
+        got = run(True, edit)
+        assert mkn in runs
+        ref = run(False, edit)
+        for a, b in zip(got, ref, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0,
+                                       atol=3e-5 * max(1.0, np.abs(b).max()))

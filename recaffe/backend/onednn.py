@@ -709,14 +709,16 @@ class PackedMatmul(_Primitives):
     2048) @ (2048, 512) 590 vs 945, (32, 128) @ (128, 512) 28 vs 41, (32,
     512) @ (512, 128) 26 vs 51; packing 143, 74, 11 and 9 us."""
 
-    def __init__(self, m: int, k: int, n: int, w_strides, threads: int):
+    def __init__(self, m: int, k: int, n: int, w_strides, threads: int,
+                 bias: bool = False):
         super().__init__(threads)
-        self.shape, self.w_strides = (m, k, n), tuple(w_strides)
+        self.shape, self.w_strides, self.bias = (m, k, n), tuple(w_strides), bias
         lib, own = _state["lib"], self._owned
         src, dst = _md((m, k), own, (k, 1)), _md((m, n), own, (n, 1))
+        bias_md = _md((1, n), own, (n, 1)) if bias else None
         pd = _P()
         _check(lib.dnnl_matmul_primitive_desc_create(
-            ctypes.byref(pd), _state["engine"], src, _md((k, n), own), None, dst,
+            ctypes.byref(pd), _state["engine"], src, _md((k, n), own), bias_md, dst,
             None), "dnnl_matmul_primitive_desc_create")
         own.append(("dnnl_primitive_desc_destroy", pd))
         self._prim = self._primitive(pd)
@@ -726,9 +728,11 @@ class PackedMatmul(_Primitives):
             _md((k, n), own, self.w_strides), packed_md)
         self._share_buffer(wdst, packed)
         self._x, self._y = self._memory(src), self._memory(dst)
-        self._args = (_ExecArg * 3)(_ExecArg(_ARG_SRC, self._x),
-                                    _ExecArg(_ARG_WEIGHTS, packed),
-                                    _ExecArg(_ARG_DST, self._y))
+        pairs = [(_ARG_SRC, self._x), (_ARG_WEIGHTS, packed), (_ARG_DST, self._y)]
+        if bias:
+            self._b = self._memory(bias_md)
+            pairs.append((_ARG_BIAS, self._b))
+        self._args = (_ExecArg * len(pairs))(*(_ExecArg(a, mem) for a, mem in pairs))
 
     def pack(self, w) -> None:
         """Pack ``w`` (its strides as given at construction) for :meth:`run`."""
@@ -737,29 +741,32 @@ class PackedMatmul(_Primitives):
         self._execute(self._reorder_prim, self._reorder_args)
         self._wait()
 
-    def run(self, x, y) -> None:
-        """``y`` := ``x`` @ the packed weight."""
+    def run(self, x, y, bias=None) -> None:
+        """``y`` := ``x`` @ the packed weight (+ ``bias``, an (N,) array, for
+        a primitive made with one)."""
         self._begin()
         self._point(self._x, x)
         self._point(self._y, y)
+        if self.bias:
+            self._point(self._b, bias)
         self._execute(self._prim, self._args)
         self._wait()
 
 
-def packed_matmul(m: int, k: int, n: int, w_strides,
-                  old: PackedMatmul | None = None) -> PackedMatmul | None:
+def packed_matmul(m: int, k: int, n: int, w_strides, old: PackedMatmul | None = None,
+                  bias: bool = False) -> PackedMatmul | None:
     """A :class:`PackedMatmul` for this shape (``old`` when it fits it and
     the thread count), or None where oneDNN is not available, switched off
     (:func:`set_enabled`), or numpy's BLAS cannot be kept off the cores now."""
     if not _state["enabled"] or library() is None or not _quiet_blas():
         return None
     threads = _threads()
-    if old is not None and old.shape == (m, k, n) and \
+    if old is not None and old.shape == (m, k, n) and old.bias == bias and \
             old.w_strides == tuple(w_strides) and old.threads == threads:
         return old
     if old is not None:
         old.close()
-    return PackedMatmul(m, k, n, w_strides, threads)
+    return PackedMatmul(m, k, n, w_strides, threads, bias)
 
 
 def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:

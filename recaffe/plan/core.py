@@ -41,11 +41,10 @@ class ExecutionPlan:
 
     def _build_steps(self) -> None:
         #: Work arrays and state the step kernels share: one array per shape
-        #: and purpose, the passes run so far ("pass"), the shared-weight
-        #: InnerProduct sets ("shared_ip") and their packed products.
-        grouped = {m for g in self.groups for m in g.members}
-        self.scratch: dict = {"pass": 0, "shared_ip": kernels.shared_weight_sets(
-            self.net, grouped) if self.xp is np else {}}
+        #: and purpose, the passes run so far ("pass"), the InnerProducts
+        #: that multiply through oneDNN ("packed_ip") and their products.
+        self.scratch: dict = {"pass": 0, "packed_ip": kernels.packed_sets(
+            self.net, self.groups) if self.xp is np else {}}
         chain_bwd: dict[int, object] = {}
         self.row_chains: list[list[int]] = []
         for members in self.chains:

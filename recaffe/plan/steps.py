@@ -37,7 +37,8 @@ class Steps:
                 g = groups[-u - 1]
                 pd = list(net.bottom_need_backward[g.members[0]])
                 kf, kb = group_kernels(g, pd, xp,
-                                       bool(net.layer_need_backward[g.members[0]]))
+                                       bool(net.layer_need_backward[g.members[0]]),
+                                       self.scratch)
                 fwd.append((group_forward(g, kf, xp), g.pb, g.pt))
                 fwd_kernel.append(None)
                 if net.layer_need_backward[g.members[0]]:
@@ -184,13 +185,14 @@ def pure_loss_forward(layer, losses, sink, xp):
     return run_pure
 
 
-def group_kernels(g, pd, xp, backward=True):
+def group_kernels(g, pd, xp, backward=True, scratch=None):
     """(forward, backward) for a time-batched group: the small-layer kernels
     over the stacked blobs where there are some, else the representative
     layer's own methods."""
     rep = g.rep
     if rep.type == "InnerProduct" and xp is np:
-        kf, kb = kernels.ip_kernels(rep, g.pb, g.pt, pd, backward)
+        kf, kb = kernels.ip_kernels(rep, g.pb, g.pt, pd, backward, scratch,
+                                    layer_id=("group", g.members[0]))
         if kf is not None:
             return kf, kb
     return rep.forward, rep.backward
