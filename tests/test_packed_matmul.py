@@ -270,16 +270,19 @@ def _wide_net(batched: bool):
                               bias_filler=bias)
         ns.y = L.TanH(ns.p)
     ns.loss = L.Reduction(ns.y, operation=3, loss_weight=1)  # SUMSQ
-    return ns.to_proto(), (T, N, K), (T * N, K, H)
+    param = ns.to_proto()
+    param.force_backward = True  # the input's gradient too
+    return param, (T, N, K), (T * N, K, H)
 
 
 @needs_onednn
 @pytest.mark.parametrize("batched", [False, True])
 def test_wide_input_projection(runs, batched):
     """A wide InnerProduct (one layer over all steps, or a time-batched
-    group) computes through oneDNN's matmul with its bias added inside; the
-    outputs and every gradient agree with numpy's, also after its weight
-    and bias are edited between passes."""
+    group) computes through oneDNN's matmul with its bias added inside (its
+    input gradient, with a short output, stays on numpy); the outputs and
+    every gradient agree with numpy's, also after its weight and bias are
+    edited between passes."""
     param, xshape, mkn = _wide_net(batched)
     assert kernels.wide_pays(*mkn)
 
@@ -304,7 +307,8 @@ def test_wide_input_projection(runs, batched):
     for edit in (False, True):
         runs.clear()
         got = run(True, edit)
-        assert mkn in runs
+        assert mkn in runs and (mkn[0], mkn[2], mkn[1]) not in runs
+        assert np.abs(got[1]).max() > 0  # the input's gradient was computed
         ref = run(False, edit)
         for a, b in zip(got, ref, strict=True):
             np.testing.assert_allclose(a, b, rtol=0,

@@ -126,8 +126,8 @@ def shared_weight_sets(net, grouped: set[int]) -> dict[int, tuple]:
             continue
         pid = net.param_id_of[(u, 0)]
         owner = net.param_owners[pid]
-        key = (owner if owner >= 0 else pid, m, k, n, bool(layer.transpose),
-               bool(layer.bias_term))
+        key = ("shared", owner if owner >= 0 else pid, m, k, n,
+               bool(layer.transpose), bool(layer.bias_term))
         sets.setdefault(key, []).append(u)
     return {u: key for key, members in sets.items() if len(members) >= 2
             for u in members}
@@ -135,10 +135,11 @@ def shared_weight_sets(net, grouped: set[int]) -> dict[int, tuple]:
 
 class PackedProduct:
     """``x @ op(W)`` for the members of a set of InnerProducts that share the
-    weight W, through oneDNN's matmul (:class:`recaffe.backend.onednn.
-    PackedMatmul`). The first product of a pass packs W as the weight blob
-    holds it then (the plan counts its passes in ``scratch["pass"]``), so
-    the solver's updates between passes are seen. Calling it returns False
+    weight W (or for one wide InnerProduct), through oneDNN's matmul
+    (:class:`recaffe.backend.onednn.PackedMatmul`). The first product of a
+    pass packs W as the weight blob holds it then (the plan counts its
+    passes in ``scratch["pass"]``), so the solver's updates and a script's
+    edits between passes are seen. Calling it returns False
     where oneDNN does not run this pass (not installed, switched off,
     numpy's BLAS shared with other threads, or a primitive that could not be
     made): the caller's numpy product runs instead."""
@@ -172,9 +173,9 @@ class PackedProduct:
                                             self._bias)
         except BackendError as exc:  # e.g. no memory
             self._failed = True
-            logger.warning(f"oneDNN's matmul could not be made for a shared "
-                           f"InnerProduct weight {self._shape} ({exc}); numpy "
-                           "runs its products")
+            logger.warning(f"oneDNN's matmul could not be made for an "
+                           f"InnerProduct's product {self._shape} ({exc}); numpy "
+                           "runs it")
             return False
         if self._mm is None:
             return False
@@ -185,12 +186,15 @@ class PackedProduct:
 def packed_product(scratch, layer_id, which: str, layer, arrays, bias=False):
     """The :class:`PackedProduct` of ``layer_id``'s set (``scratch["packed_ip"]``,
     :func:`packed_sets`) for ``which`` ("forward": ``x W^T`` (+ the bias with
-    ``bias``), "backward": ``dy W``; transposed for a ``transpose`` layer), or
-    None (not in such a set, or ``arrays`` not all C-contiguous float32)."""
+    ``bias``), "backward": ``dy W``, for shared weights only; transposed for a
+    ``transpose`` layer), or None (not in such a set, or ``arrays`` not all
+    C-contiguous float32)."""
     key = None if scratch is None else scratch.get("packed_ip", {}).get(layer_id)
     if key is None or not all(a.dtype == np.float32 and a.flags.c_contiguous
                               for a in arrays):
         return None
+    if which == "backward" and key[0] != "shared":
+        return None  # a wide layer's dy W has a short output: OpenBLAS's
     m, k, n = layer.M, layer.K, layer.N
     if which == "forward":  # (M, K) @ (K, N): W as stored (N, K), or (K, N)
         shape, strides = (m, k, n), ((n, 1) if layer.transpose else (1, k))
