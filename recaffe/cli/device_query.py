@@ -101,16 +101,17 @@ def report(gpu_flag: str = "") -> list[str]:
 
 
 def onednn_line() -> str:
-    """Whether LSTM layers run oneDNN's LSTM primitives."""
+    """Whether LSTM layers run oneDNN's LSTM primitives (and unrolled nets
+    its matmul)."""
     from recaffe.backend import onednn  # noqa: PLC0415
 
     info = onednn.info()
     if not info["available"]:
-        return f"oneDNN LSTM inference: no ({info['why']})"
+        return f"oneDNN: no ({info['why']})"
     state = "yes" if info["enabled"] else "switched off"
-    return (f"oneDNN LSTM inference: {state}, v{info['version']} ({info['path']}), "
-            f"for LSTM layers (forward-only and training) with >= "
-            f"{info['min_streams']} streams")
+    return (f"oneDNN: {state}, v{info['version']} ({info['path']}), for LSTM "
+            f"layers (forward-only and training) with >= {info['min_streams']} "
+            "streams and the shared-weight and wide InnerProducts of unrolled nets")
 
 
 def parallel_lines() -> list[str]:
