@@ -289,9 +289,11 @@ def available() -> bool:
 
 
 def set_enabled(flag: bool) -> None:
-    """Let ``LSTM`` layers use the primitives (the default when they are
-    available), or not: with ``False`` they run recaffe's own loop, whose
-    forward-only results are the same bits as its training forward's."""
+    """Let ``LSTM`` layers use the primitives and execution plans use the
+    matmul (:class:`PackedMatmul`; the default when they are available), or
+    not: with ``False`` the layers run recaffe's own loop, whose forward-only
+    results are the same bits as its training forward's, and numpy runs every
+    InnerProduct."""
     _state["enabled"] = bool(flag)
 
 
