@@ -87,16 +87,21 @@ def test_shape_watch():
     assert not watch.valid()
 
 
+@pytest.mark.parametrize("rows", [6, 1])  # one row: a GEMV into the row
 @pytest.mark.parametrize("transpose", [False, True])
-def test_ip_kernels_match_layer(transpose):
+def test_ip_kernels_match_layer(transpose, rows):
+    _ip_kernels_match_layer(transpose, rows)
+
+
+def _ip_kernels_match_layer(transpose, rows):
     ns = caffe.NetSpec()
-    ns.x = L.Input(shape=dict(dim=[6, 4]))
+    ns.x = L.Input(shape=dict(dim=[rows, 4]))
     ns.y = L.InnerProduct(ns.x, num_output=3, transpose=transpose,
                           weight_filler=dict(type="gaussian", std=1),
                           bias_filler=dict(type="gaussian", std=1))
     caffe.set_random_seed(0)
     net = caffe.Net(ns.to_proto(), caffe.TRAIN)
-    net.blobs["x"].data[...] = np.random.default_rng(0).normal(size=(6, 4))
+    net.blobs["x"].data[...] = np.random.default_rng(0).normal(size=(rows, 4))
     layer = net.layers_list[1]
     b, t = net.bottom_vecs[1], net.top_vecs[1]
     layer.forward(b, t)
@@ -113,7 +118,7 @@ def test_ip_kernels_transposed_product_for_large_weights(monkeypatch):
     from recaffe.plan import kernels  # noqa: PLC0415
 
     monkeypatch.setattr(kernels, "TRANSPOSED_MIN_WEIGHT", 1)
-    test_ip_kernels_match_layer(False)
+    _ip_kernels_match_layer(False, 6)
 
 
 @pytest.mark.parametrize("typ", ["Sigmoid", "TanH"])

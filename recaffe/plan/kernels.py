@@ -420,7 +420,13 @@ def ip_kernels(layer, b, t, pd, backward=True, scratch=None, layer_id=None):
     dot = np.dot
     ones = np.ones(M, dtype=x.dtype)
     add_bias = bias_adder(y, M, N) if bias else None
-    if not transpose and (
+    if M == 1 and not transpose:
+        # one row (one stream): a GEMV straight into the row
+        x1, y1 = x.reshape(K), y.reshape(N)
+
+        def product():
+            dot(blobs[0].data, x1, out=y1)
+    elif not transpose and (
             (M <= TRANSPOSED_MAX_ROWS and N * K >= TRANSPOSED_MIN_WEIGHT)
             or (M <= SMALL_BATCH_ROWS and N * K >= SMALL_BATCH_MIN_WEIGHT)):
         # A recurrent step's product with a large weight: W x^T (the weight as
