@@ -81,6 +81,7 @@ _ARG_SRC_LAYER, _ARG_SRC_ITER, _ARG_SRC_ITER_C = 1, 2, 3
 _ARG_DST_LAYER, _ARG_DST_ITER, _ARG_DST_ITER_C = 17, 18, 19
 _ARG_WEIGHTS_LAYER, _ARG_WEIGHTS_ITER, _ARG_BIAS = 33, 34, 41
 _ARG_FROM, _ARG_TO = 1, 17
+_ARG_SRC, _ARG_WEIGHTS, _ARG_DST = 1, 33, 17  # a matmul's (aliases of the above)
 _P = ctypes.c_void_p
 _Dims = ctypes.c_int64 * 12
 
@@ -226,6 +227,12 @@ def _quiet_blas() -> bool:
                     "do not), recaffe.backend.onednn.set_blas_stop('always') lets "
                     "the primitives run")
     return False
+
+
+def _usable() -> bool:
+    """Whether primitives may be made and run now: available, switched on,
+    numpy's BLAS kept off the cores (:func:`_quiet_blas`)."""
+    return _state["enabled"] and library() is not None and _quiet_blas()
 
 
 def set_blas_stop(policy: str) -> None:
@@ -696,9 +703,6 @@ class LSTMTraining(_LSTMPrimitives):
                 grads["b"][caffe] += self._db[dnnl]
 
 
-_ARG_SRC, _ARG_WEIGHTS, _ARG_DST = 1, 33, 17
-
-
 class PackedMatmul(_Primitives):
     """``y = x @ w`` for x (M, K) and y (M, N), C-contiguous float32, through
     oneDNN's matmul primitive with the weight packed once (:meth:`pack`) for
@@ -760,7 +764,7 @@ def packed_matmul(m: int, k: int, n: int, w_strides, old: PackedMatmul | None = 
     """A :class:`PackedMatmul` for this shape (``old`` when it fits it and
     the thread count), or None where oneDNN is not available, switched off
     (:func:`set_enabled`), or numpy's BLAS cannot be kept off the cores now."""
-    if not _state["enabled"] or library() is None or not _quiet_blas():
+    if not _usable():
         return None
     threads = _threads()
     if old is not None and old.shape == (m, k, n) and old.bias == bias and \
@@ -775,7 +779,7 @@ def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:
     """The inference primitive for this thread and shape (cached: it keeps
     nothing between calls), or None when oneDNN is not available, switched
     off, or numpy's BLAS cannot be kept off the cores now."""
-    if not _state["enabled"] or library() is None or not _quiet_blas():
+    if not _usable():
         return None
     key = (t, n, d, h, _threads())
     cache = getattr(_local, "cache", None)
@@ -796,7 +800,7 @@ def lstm_training(t: int, n: int, d: int, h: int,
     """Training primitives for one layer (never shared: they keep the
     forward's workspace for the backward): ``old`` when it fits this shape
     and thread count, else new ones; None as for :func:`lstm_inference`."""
-    if not _state["enabled"] or library() is None or not _quiet_blas():
+    if not _usable():
         return None
     key = (t, n, d, h, _threads())
     if old is not None and (old.shape + (old.threads,)) == key:

@@ -23,19 +23,16 @@ import math
 
 import numpy as np
 
-from recaffe.blob import HostArray
+from recaffe.backend import is_device_array
 from recaffe.layer import Layer, register_layer
-
-#: Host arrays (a blob's ``.data`` is a HostArray view); device arrays, and
-#: the stand-ins that test CUDA graphs, keep the axis reductions.
-_HOST = (np.ndarray, HostArray)
 
 
 def _rows(a, axis: int):
     """``a`` as (rows, C) without a copy, C its ``axis``, when only axes of
     one element follow that axis; else None (also for an empty array or one
-    that is not a C-contiguous numpy array)."""
-    if type(a) not in _HOST or not a.flags.c_contiguous or a.size == 0:
+    that is not a C-contiguous host array: device arrays keep the axis
+    reductions)."""
+    if is_device_array(a) or not a.flags.c_contiguous or a.size == 0:
         return None
     c = a.shape[axis]
     if a.size != c * math.prod(a.shape[:axis]):
