@@ -115,12 +115,14 @@ def lstm_rows(module: str, torch_name: str, torch_func: str, recaffe_func: str,
               extra: dict | None = None) -> dict:
     """The three implementations an LSTM suite compares, run with
     :func:`alternate`: PyTorch (``torch_name``, an error row without torch),
-    recaffe's ``LSTM`` layer and the unroll-built LSTM (``impl="unroll"``),
-    then ``extra`` rows (name -> keyword arguments added to ``kw``)."""
+    recaffe's ``LSTM`` layer, the unroll-built LSTM (``impl="unroll"``) and
+    the same with ``Net.share_buffers`` on, then ``extra`` rows (name ->
+    keyword arguments added to ``kw``)."""
     jobs = {torch_name: (module, torch_func, kw),
             "recaffe LSTM layer": (module, recaffe_func, kw),
             "recaffe unroll-built LSTM": (module, recaffe_func,
-                                          {**kw, "impl": "unroll"})}
+                                          {**kw, "impl": "unroll"}),
+            SHARED: (module, recaffe_func, {**kw, "impl": "unroll", "share": True})}
     for name, more in (extra or {}).items():
         jobs[name] = (module, recaffe_func, {**kw, **more})
     if not torch_available():
@@ -130,6 +132,7 @@ def lstm_rows(module: str, torch_name: str, torch_func: str, recaffe_func: str,
 
 
 OWN_LOOP = "recaffe LSTM layer, own loop (oneDNN off)"
+SHARED = "recaffe unroll-built LSTM, shared buffers"
 
 
 def own_loop_row(n: int) -> dict | None:

@@ -14,7 +14,7 @@ from benchmarks.lstm import _data, infer_flops, lm_net
 from benchmarks.recaffe_util import feed, set_plan
 
 
-def recaffe_infer(T, N, V, H, iters=20, impl="layer", onednn=True):
+def recaffe_infer(T, N, V, H, iters=20, impl="layer", onednn=True, share=False):
     import recaffe as caffe  # noqa: PLC0415
     from recaffe.backend import onednn as dnnl  # noqa: PLC0415
 
@@ -22,6 +22,7 @@ def recaffe_infer(T, N, V, H, iters=20, impl="layer", onednn=True):
     set_plan(True)
     caffe.set_random_seed(0)
     net = caffe.Net(lm_net(T, N, V, H, 1, impl, phase_train=False), caffe.TEST)
+    net.share_buffers = share
     x, cont, _ = _data(T, N, V)
     feed(net, {"x": x, "cont": cont})
     return {"s": median_time(net.forward_prefilled, iters, warmup=2, min_time=0.5)}

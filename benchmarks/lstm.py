@@ -85,12 +85,14 @@ def lm_net(T, N, V, H, layers, impl="layer", phase_train=True):
     return ns.to_proto()
 
 
-def recaffe_train(T, N, V, H, layers, impl="layer", iters=5, plan=True, onednn=True):
+def recaffe_train(T, N, V, H, layers, impl="layer", iters=5, plan=True, onednn=True,
+                  share=False):
     from recaffe.backend import onednn as dnnl  # noqa: PLC0415
 
     dnnl.set_enabled(onednn)
     set_plan(plan)
     solver = make_solver(lm_net(T, N, V, H, layers, impl), lr=0.01)
+    solver.net.share_buffers = share
     x, cont, label = _data(T, N, V)
     feed(solver.net, {"x": x, "cont": cont, "label": label})
     t = median_time(lambda: solver.step(1), iters, warmup=2)

@@ -159,8 +159,10 @@ class _Mover:
         if id(c) in self.seen:
             return
         self.seen.add(id(c))
+        # (dict's own lookup: ``net.blobs`` records what a script looks up)
+        get = dict.__getitem__ if isinstance(c, dict) else type(c).__getitem__
         for k in keys:
-            old = c[k]
+            old = get(c, k)
             new = self.value(old)
             if new is not old:
                 c[k] = new
@@ -182,6 +184,8 @@ class _Mover:
         from recaffe.layer import Layer
 
         if hasattr(obj, "plan") and hasattr(obj, "layers_list"):  # a Net
+            if hasattr(obj, "_unshare_buffers"):
+                obj._unshare_buffers()  # shared blobs get their own arrays
             obj.plan = None
             obj._plan_synced = True
             obj._plan_forwarded = False

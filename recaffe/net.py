@@ -29,7 +29,7 @@ from recaffe.layer import create_layer
 from recaffe.log import fmt, logger
 from recaffe.net_filter import filter_net
 from recaffe.net_weights import NetWeightsMixin
-from recaffe.plan import ExecutionPlan, plan_enabled
+from recaffe.plan import ExecutionPlan, plan_enabled, share_buffers_default
 from recaffe.proto import caffe_pb2
 from recaffe.pycaffe_net import PycaffeNetMixin
 
@@ -272,6 +272,92 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         self.backward_hooks = None
         self._plan_synced = True
         self._plan_forwarded = False
+        self._share_buffers = share_buffers_default()
+        #: The buffer sharing the current plan applied (:mod:`recaffe.plan.sharing`).
+        self._sharing = None
+        #: Blobs a script looked up (``net.blobs``): never shared.
+        self._pinned: set[str] = set()
+
+    @property
+    def share_buffers(self) -> bool:
+        """Whether the execution plan lets blobs whose values no later step
+        needs share arrays (:mod:`recaffe.plan.sharing`): less memory for
+        unrolled nets, but such a blob shows another step's values after a
+        pass. Off unless ``RECAFFE_SHARE_BUFFERS=1``; setting it drops the
+        current plan."""
+        return self._share_buffers
+
+    @share_buffers.setter
+    def share_buffers(self, on: bool) -> None:
+        self._share_buffers = bool(on)
+        self._unshare_buffers()
+        self.plan = None
+        self._plan_synced = True
+        self._plan_forwarded = False
+
+    @property
+    def shared_blob_names(self) -> list[str]:
+        """Names of the blobs whose data or diff the current plan shares."""
+        sh = self._sharing
+        if sh is None or not sh.active:
+            return []
+        return [self.blob_names[b] for b in sorted(sh.data_ids | sh.diff_ids)]
+
+    def _unshare_buffers(self) -> bool:
+        """Give shared blobs their own arrays again; True if any were shared
+        (the plan that shared them must not run again)."""
+        sh, self._sharing = self._sharing, None
+        if sh is None or not sh.active:
+            return False
+        sh.undo()
+        return True
+
+    def _pin(self, names, quiet: bool = False) -> None:
+        """Blobs ``names`` are read by a script: keep them in their own arrays
+        from the next plan on. One that the current plan shares holds another
+        blob's values now: the sharing is undone and, unless ``quiet`` (the
+        caller runs a pass before reading), a NetError says so."""
+        new = [n for n in names if n not in self._pinned]
+        if not new:
+            return
+        self._pinned.update(new)
+        sh = self._sharing
+        if sh is None or not sh.active:
+            return
+        hit = [n for n in new if self._blob_by_name[n] in sh.data_ids
+               or self._blob_by_name[n] in sh.diff_ids]
+        if not hit:
+            return
+        self._unshare_buffers()
+        self.plan = None
+        self._plan_synced = True
+        self._plan_forwarded = False
+        if not quiet:
+            raise NetError(
+                f"blob '{hit[0]}' shared its array with other blobs during the "
+                f"last pass (share_buffers is on), so it holds another blob's "
+                f"values; it keeps its own array from the next pass on (look "
+                f"blobs up in net.blobs before the first pass to keep them)")
+
+    @property
+    def pinned_blob_names(self) -> list[str]:
+        """Blobs looked up through ``net.blobs``: sharing leaves them alone."""
+        return sorted(self._pinned)
+
+    def _check_unshared(self, what: str, ids, kind: str) -> None:
+        """A clear error when a partial pass would read blobs (``ids``) whose
+        arrays the plan shares: their values are another step's."""
+        sh = self._sharing
+        if sh is None or not sh.active:
+            return
+        shared = sh.data_ids if kind == "data" else sh.diff_ids
+        hit = [self.blob_names[b] for b in ids if b in shared]
+        if hit:
+            raise NetError(
+                f"{what} reads the {kind} of blob '{hit[0]}', which shares its "
+                f"array with other blobs (share_buffers is on), so it holds "
+                f"another blob's values; run the whole net, or set "
+                f"net.share_buffers = False first")
 
     def _new_blob(self, name: str, name_to_idx) -> int:
         b = Blob(())
@@ -393,7 +479,10 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
 
     # -- execution -------------------------------------------------------------
     def _plain_ran(self) -> None:
-        """The per-layer loop ran: time-batched layers hold per-step state now."""
+        """The per-layer loop ran: time-batched layers hold per-step state now
+        (and shared blobs have their own arrays again)."""
+        if self._unshare_buffers():
+            self.plan = None
         self._plan_synced = False
         self._plan_forwarded = False
         graph_runner.invalidate(self)  # layer state may have moved: capture anew
@@ -408,7 +497,11 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if plan is not None and not plan.shapes_valid():
             plan = None
         if plan is None:
-            plan = self.plan = ExecutionPlan(self)
+            self._unshare_buffers()
+            plan = self.plan = ExecutionPlan(
+                self, share=self._share_buffers,
+                keep={self._blob_by_name[n] for n in self._pinned})
+            self._sharing = plan.sharing
             self._plan_synced = True
         elif not self._plan_synced:
             plan.sync()
@@ -426,6 +519,13 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                     self._plan_forwarded = True
                     return loss
                 return self._forward_planned(plan)
+        elif start > 0:
+            # Bottoms made before ``start`` come from the last pass.
+            made = {t for i in range(start) for t in self.top_ids[i]}
+            self._check_unshared(
+                f"forward from layer '{self.layer_names[start]}'",
+                [b for i in range(start, end + 1) for b in self.bottom_ids[i]
+                 if b in made], "data")
         self._plain_ran()
         loss = 0.0
         cbs = self._callbacks
@@ -475,6 +575,14 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
             for g in plan.groups:
                 for m in g.members:
                     self.layers_list[m].reshape(self.bottom_vecs[m], self.top_vecs[m])
+        if start < len(self.layers_list) - 1:
+            # Top diffs read after ``start`` come from the last backward.
+            later = {b for i in range(start + 1, len(self.layers_list))
+                     for b in self.bottom_ids[i]}
+            self._check_unshared(
+                f"backward from layer '{self.layer_names[start]}'",
+                [t for i in range(end, start + 1) for t in self.top_ids[i]
+                 if t in later], "diff")
         self._plain_ran()
         cbs = self._callbacks
         hooks = self.backward_hooks

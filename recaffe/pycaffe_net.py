@@ -16,6 +16,35 @@ from recaffe.backend.synced import host_call
 from recaffe.errors import NetError
 
 
+class BlobDict(OrderedDict):
+    """``net.blobs``: pycaffe's ordered name -> Blob mapping. Looking a blob
+    up tells the net a script reads it, so buffer sharing
+    (``Net.share_buffers``) keeps it in its own array."""
+
+    def __init__(self, net, pairs):
+        super().__init__(pairs)
+        self._net = net
+
+    def __getitem__(self, name):
+        blob = super().__getitem__(name)
+        self._net._pin((name,))
+        return blob
+
+    def get(self, name, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def items(self):
+        self._net._pin(self.keys())
+        return super().items()
+
+    def values(self):
+        self._net._pin(self.keys())
+        return super().values()
+
+
 class PycaffeNetMixin:
     """Mixed into :class:`recaffe.net.Net`."""
 
@@ -24,9 +53,8 @@ class PycaffeNetMixin:
     def blobs(self) -> OrderedDict:
         c = self._cache.get("blobs")
         if c is None:
-            c = self._cache["blobs"] = OrderedDict(
-                zip(self.blob_names, self.blob_list, strict=True)
-            )
+            c = self._cache["blobs"] = BlobDict(
+                self, zip(self.blob_names, self.blob_list, strict=True))
         return c
 
     @property
@@ -134,6 +162,7 @@ class PycaffeNetMixin:
                 if np.shape(arr)[0] != blob.shape[0]:
                     raise NetError("Input is not batch sized")
                 backend.copy_into(blob.data, arr)
+        self._pin(outputs, quiet=True)  # (kept from sharing: read below)
         self._forward(start_ind, end_ind)
         return {name: self.blobs[name].data for name in outputs}
 
@@ -156,6 +185,7 @@ class PycaffeNetMixin:
                 if np.shape(arr)[0] != blob.shape[0]:
                     raise NetError("Diff is not batch sized")
                 backend.copy_into(blob.diff, arr)
+        self._pin(outputs, quiet=True)
         self._backward(start_ind, end_ind)
         return {name: self.blobs[name].diff for name in outputs}
 
@@ -168,7 +198,7 @@ class PycaffeNetMixin:
         if not blobs:
             return
         num = len(next(iter(blobs.values())))
-        batch_size = next(iter(self.blobs.values())).shape[0]
+        batch_size = self.blob_list[0].shape[0]
         remainder = num % batch_size
         for b in range(num // batch_size):
             i = b * batch_size

@@ -24,11 +24,24 @@ EXAMPLES = os.path.join(os.path.dirname(__file__), os.pardir, "examples",
                         "binary_addition")
 
 
-@pytest.fixture
-def plan_env(monkeypatch):
+def _plan_env(monkeypatch, share: bool):
+    monkeypatch.setenv("RECAFFE_SHARE_BUFFERS", "1" if share else "0")
+
     def set_plan(on: bool) -> None:
         monkeypatch.setenv("RECAFFE_PLAN", "1" if on else "0")
     return set_plan
+
+
+@pytest.fixture(params=[False, True], ids=["own-arrays", "share-buffers"])
+def plan_env(monkeypatch, request):
+    """Switches the plan on and off; every test runs with and without
+    ``share_buffers`` (blobs it shares are left out of the comparisons)."""
+    return _plan_env(monkeypatch, request.param)
+
+
+#: For tests that read intermediate blobs after a pass: no sharing.
+OWN_ARRAYS = pytest.mark.parametrize("plan_env", [False], ids=["own-arrays"],
+                                     indirect=True)
 
 
 def _build(param, seed=0):
@@ -58,7 +71,10 @@ def _run(net, set_plan, on, iters=2, feed=_fill_inputs):
 
 def _assert_same(a, b, la, lb):
     np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
+    shared = set(b.shared_blob_names)  # hold other steps' values (share_buffers)
     for name in a.blobs:
+        if name in shared:
+            continue
         np.testing.assert_allclose(a.blobs[name].data, b.blobs[name].data,
                                    rtol=1e-4, atol=1e-5, err_msg=name)
     for pa, pb in zip(a.learnable_params, b.learnable_params, strict=True):
@@ -253,12 +269,14 @@ def test_deferred_recurrent_weight_gradients(plan_env, monkeypatch):
 
 
 def _assert_same_diffs(a, b, names=None):
+    shared = set(b.shared_blob_names)
     for name in names or a.blobs:
-        if a.blobs[name].has_diff:
+        if a.blobs[name].has_diff and name not in shared:
             np.testing.assert_allclose(a.blobs[name].diff, b.blobs[name].diff,
                                        rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@OWN_ARRAYS
 def test_recurrent_path_kernels(plan_env):
     """Eltwise SUM diffs shared, recurrent weight gradients over stacked rows,
     members stacked in time order; every blob diff as in the plain loop."""
@@ -367,6 +385,7 @@ def test_blob_set_buffers():
         b.set_buffers(diff=np.zeros((2, 3), np.float32))
 
 
+@OWN_ARRAYS
 def test_per_step_slices_are_views_of_their_bottom(plan_env):
     """Caffe's unrolled LSTM slices W_xc x (and cont) per step along T: the plan
     makes those tops rows of the bottom's data and diff instead of copies."""
@@ -425,6 +444,7 @@ def test_transposed_recurrent_products_match_plain(plan_env, monkeypatch):
     assert shared.count((3, 4)) == 1 and len(steps) >= 4
 
 
+@OWN_ARRAYS
 def test_forward_only_net_allocates_no_diffs(plan_env):
     """A TEST net without a loss: the plan runs no backward and creates no diff
     arrays (they are lazy), neither stacked nor per blob; results as plain."""
@@ -443,11 +463,13 @@ def test_forward_only_net_allocates_no_diffs(plan_env):
     assert planned.plan is not None and planned.plan.bwd == []
     assert "batched InnerProduct" in planned.plan.describe()
     assert not [n for n, b in planned.blobs.items() if b.has_diff]
-    for name in plain.blobs:
+    shared = set(planned.shared_blob_names)  # (with share_buffers on)
+    for name in set(plain.blobs) - shared:
         np.testing.assert_allclose(planned.blobs[name].data, plain.blobs[name].data,
                                    rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@OWN_ARRAYS
 def test_fused_sum_sigmoid_steps_equal_single_steps(plan_env, monkeypatch):
     """The talk's net: each step's Eltwise SUM + Sigmoid forward and Split +
     Sigmoid backward run as one compiled call each (numba installed), with

@@ -3,7 +3,8 @@
 The package's parts, each usable alone: :mod:`.graph` (who writes and reads
 each blob, layer dependencies), :mod:`.batching` (time-batched groups and the
 schedule), :mod:`.layout` (stacked memory, shared diffs), :mod:`.kernels`
-(recurrent-path kernels), :mod:`.steps` (building the step lists),
+(recurrent-path kernels), :mod:`.sharing` (blobs sharing arrays, off by
+default), :mod:`.steps` (building the step lists),
 :mod:`.watch` (the shape watch) and :mod:`.core` (the plan itself).
 
 The plain way to run a net walks ``net.layers`` and calls each layer's
@@ -57,10 +58,17 @@ from recaffe.plan.kernels import bias_adder
 from recaffe.plan.watch import PURE_RESHAPE, ShapeChanged
 
 __all__ = ["PURE_RESHAPE", "ExecutionPlan", "ShapeChanged", "bias_adder",
-           "plan_enabled"]
+           "plan_enabled", "share_buffers_default"]
 
 
 def plan_enabled() -> bool:
     """False when the environment variable ``RECAFFE_PLAN`` is ``0``."""
     return os.environ.get("RECAFFE_PLAN", "1").strip().lower() not in (
         "0", "false", "no", "off")
+
+
+def share_buffers_default() -> bool:
+    """True when the environment variable ``RECAFFE_SHARE_BUFFERS`` is ``1``
+    (the default of :attr:`recaffe.net.Net.share_buffers`)."""
+    return os.environ.get("RECAFFE_SHARE_BUFFERS", "0").strip().lower() in (
+        "1", "true", "yes", "on")

@@ -9,6 +9,7 @@ from recaffe.plan import kernels
 from recaffe.plan.batching import find_groups, schedule
 from recaffe.plan.graph import BlobGraph, dependencies
 from recaffe.plan.layout import Layout
+from recaffe.plan.sharing import Sharing, plan_sharing
 from recaffe.plan.steps import Steps
 from recaffe.plan.watch import ShapeChanged
 
@@ -19,7 +20,8 @@ class ExecutionPlan:
     #: One weight-gradient GEMM for InnerProducts on the recurrent path.
     defer_weight_grads = False
 
-    def __init__(self, net, time_batching: bool = True):
+    def __init__(self, net, time_batching: bool = True, share: bool = False,
+                 keep=frozenset()):
         self.net = net
         self.xp = backend.xp()
         net.reshape()  # shapes of the current inputs, before grouping by shape
@@ -34,6 +36,10 @@ class ExecutionPlan:
         self.layout = Layout(net, graph, self.groups, self.xp, self.chains)
         self.aliased_sums = self.layout.aliased_sums
         self.data_rows, self.diff_rows = self.layout.data_rows, self.layout.diff_rows
+        #: Blobs sharing arrays (:mod:`.sharing`; none unless ``share``; never
+        #: the blob ids in ``keep``).
+        self.sharing = plan_sharing(net, graph, self.order, self.groups, self.chains,
+                                    self.xp, keep) if share else Sharing()
         # Re-share aliases (Split/Reshape/Flatten tops) onto the new memory.
         net.reshape()
         self.sync()

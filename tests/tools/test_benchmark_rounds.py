@@ -61,7 +61,7 @@ def test_lstm_rows_without_torch(common, monkeypatch):
     ran = []
 
     def fake(module, func, kwargs, threads):
-        ran.append((func, kwargs.get("impl")))
+        ran.append((func, kwargs.get("impl"), kwargs.get("share")))
         return {"s": 1.0}
 
     monkeypatch.setattr(common, "run_worker", fake)
@@ -69,9 +69,10 @@ def test_lstm_rows_without_torch(common, monkeypatch):
     out = common.lstm_rows("lstm", "PyTorch nn.LSTM", "torch_train", "recaffe_train",
                            {"T": 2}, threads=1, rounds=2)
     assert out["PyTorch nn.LSTM"] == {"error": "torch not installed"}
-    assert ran == [("recaffe_train", None), ("recaffe_train", "unroll")] * 2
+    assert ran == [("recaffe_train", None, None), ("recaffe_train", "unroll", None),
+                   ("recaffe_train", "unroll", True)] * 2
     assert list(out) == ["PyTorch nn.LSTM", "recaffe LSTM layer",
-                         "recaffe unroll-built LSTM"]
+                         "recaffe unroll-built LSTM", common.SHARED]
 
 
 def test_lstm_rows_extra_row_runs_in_turn(common, monkeypatch):
@@ -88,6 +89,7 @@ def test_lstm_rows_extra_row_runs_in_turn(common, monkeypatch):
                            {"T": 2}, threads=1, rounds=2, extra=extra)
     assert list(out)[-1] == common.OWN_LOOP
     assert ran == [("recaffe_infer", None, None), ("recaffe_infer", "unroll", None),
+                   ("recaffe_infer", "unroll", None),
                    ("recaffe_infer", None, False)] * 2
 
 
