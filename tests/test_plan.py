@@ -501,3 +501,75 @@ def test_fused_sum_sigmoid_steps_equal_single_steps(plan_env, monkeypatch):
                                       err_msg=name)
     fwd_t, bwd_t = fused.plan.timed_pass()
     assert len(fwd_t) == len(bwd_t) == len(fused.plan.fwd_single) == len(fused.plan.fwd)
+
+
+def _unrolled_lstm_lm(T, N, V, H, train=True):
+    from recaffe.recurrent.cells.lstm import lstm  # noqa: PLC0415
+
+    ns = caffe.NetSpec()
+    if train:
+        ns.x, ns.cont, ns.label = L.Input(
+            shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
+    else:
+        ns.x, ns.cont = L.Input(shape=[dict(dim=[T, N, V]), dict(dim=[T, N])], ntop=2)
+    filler = dict(type="uniform", min=-0.4, max=0.4)
+    ns.h = lstm(ns.x, ns.cont, T, H, N=N, name="l", weight_filler=filler, ns=ns).output
+    ns.logits = L.InnerProduct(ns.h, axis=2, num_output=V, weight_filler=filler)
+    if train:
+        ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    else:
+        ns.prob = L.Softmax(ns.logits, axis=2)
+    return ns.to_proto()
+
+
+@OWN_ARRAYS
+@pytest.mark.parametrize("train", [True, False])
+def test_concat_of_per_step_rows_is_a_view(plan_env, monkeypatch, train):
+    """Every step's h_t is written into its row of the Concat's top (and its
+    diff read from there): the Concat copies nothing, results are the same
+    bits as with the copy."""
+    from recaffe.plan.layout import Layout  # noqa: PLC0415
+
+    T, N, V, H = 5, 3, 4, 6
+    param = _unrolled_lstm_lm(T, N, V, H, train)
+    plan_env(True)
+
+    def run(view):
+        if not view:
+            monkeypatch.setattr(Layout, "_view_concat", lambda self, u: None)
+        caffe.set_random_seed(0)
+        net = caffe.Net(param, caffe.TRAIN if train else caffe.TEST)
+        rng = np.random.default_rng(0)
+        out = []
+        for _ in range(2):
+            net.blobs["x"].data[...] = rng.normal(size=(T, N, V))
+            net.blobs["cont"].data[...] = 1
+            net.blobs["cont"].data[0] = 0
+            if train:
+                net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
+            net.clear_param_diffs()
+            net.forward_prefilled()
+            if train:
+                net.backward_all()
+                for p in net.learnable_params:
+                    p.data -= 0.5 * p.diff
+            out.append(net.blobs["logits"].data.copy())
+        monkeypatch.undo()
+        return net, out, [p.data.copy() for p in net.learnable_params]
+
+    viewed, out_v, params_v = run(True)
+    copied, out_c, params_c = run(False)
+    h = viewed.blobs["h"]
+    concat = viewed.layer_names.index("l_h")
+    assert concat in viewed.plan.layout.viewed_slices
+    assert concat not in copied.plan.layout.viewed_slices
+    for t in range(T):
+        step = viewed.blobs[f"l_h_t{t + 1}"]
+        assert np.shares_memory(step.data, h.data)
+        np.testing.assert_array_equal(step.data[0], h.data[t])
+    if train:  # what the Concat reads (a Split's top): its diff is h's row
+        for t, b in enumerate(viewed.bottom_ids[concat]):
+            np.testing.assert_array_equal(viewed.blob_list[b].diff[0], h.diff[t])
+            assert np.shares_memory(viewed.blob_list[b].diff, h.diff)
+    for a, b in zip(out_v + params_v, out_c + params_c, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -38,6 +38,9 @@ layer types whose forward treats axis 0 row by row are batched
 **Recurrent-path kernels.** InnerProduct, Sigmoid, TanH, Eltwise SUM, Split,
 Slice and Concat run as closures over their arrays (NumPy only). A Slice or
 Concat whose per-step blobs are the rows of one stack is one transposed copy.
+A Slice along T hands out views of its bottom's rows, and a Concat along T
+(every step's ``h_t`` into ``(T, N, H)``) has its bottoms written into its
+top's rows, so neither copies anything.
 An Eltwise SUM with unit coefficients hands its top diff unchanged to its
 bottoms, so where nothing else touches those diffs they share one array and
 its backward is dropped. InnerProducts on the recurrent path that share their

@@ -55,10 +55,13 @@ class Layout:
             self._stack_group(g)
         for members in chains:
             self._stack_chain_inputs(members)
-        #: Slice layers whose tops are views of their bottom (no copies).
+        #: Slice layers whose tops are views of their bottom, and Concat
+        #: layers whose bottoms are views of their top (no copies).
         self.viewed_slices: set[int] = set()
         for u in range(len(net.layers_list)):
             self._view_slice(u)
+            if xp is np:
+                self._view_concat(u)
         self.aliased_sums: set[int] = set()
         for u in range(len(net.layers_list)):
             self._alias_sum(u)
@@ -197,6 +200,56 @@ class Layout:
             for k, t in enumerate(tids):
                 self.diff_at[t] = (sid, k)
                 net.blob_list[t].set_buffers(diff=diff[k])
+        self.viewed_slices.add(u)
+
+    def _view_concat(self, u: int) -> None:
+        """A Concat of equal, contiguous parts (everything before its axis of
+        size 1, e.g. every step's ``h_t`` along T) whose bottoms' producers
+        may write anywhere: they write into the rows of its top, so its
+        forward and backward copy nothing (the Slice's case turned around;
+        the bottoms' diffs are the rows of the top's diff)."""
+        net, graph = self.net, self.graph
+        layer = net.layers_list[u]
+        if layer.type != "Concat" or any(w != 0 for w in layer.loss_weights):
+            return
+        bids, tids = net.bottom_ids[u], net.top_ids[u]
+        n = len(bids)
+        if len(tids) != 1 or n < 2 or len(set(bids)) != n:
+            return
+        top = net.blob_list[tids[0]]
+        axis, bounds = layer.axis, layer.bounds
+        if any(d != 1 for d in top.shape[:axis]) or \
+                len({bounds[j + 1] - bounds[j] for j in range(n)}) != 1:
+            return
+        roots = [graph.data_root(b) for b in bids]
+        if len(set(roots)) != n or tids[0] in self.data_at or \
+                tids[0] in self.diff_at or graph.writers.get(tids[0], 0) != 1:
+            return
+        if any(r in self.data_at or not graph.can_point(r)
+               or net.blob_list[r].dtype != top.dtype for r in roots):
+            return
+        need_diff = bool(net.layer_need_backward[u]) and \
+            any(net.bottom_need_backward[u])
+        if need_diff and not all(
+                net.bottom_need_backward[u][j] and b not in self.diff_at
+                and graph.can_point(b, "diff") for j, b in enumerate(bids)):
+            return
+        count = net.blob_list[bids[0]].count
+        data = top.data.reshape(n, count)
+        if not np.shares_memory(data, top.data):
+            return
+        sid = len(self.stacks)
+        self.stacks.append(data)
+        for k, r in enumerate(roots):
+            self.data_at[r] = (sid, k)
+            point(net.blob_list[r], data=data[k])
+        if need_diff:
+            diff = top.diff.reshape(n, count)
+            sid = len(self.stacks)
+            self.stacks.append(diff)
+            for k, b in enumerate(bids):
+                self.diff_at[b] = (sid, k)
+                point(net.blob_list[b], diff=diff[k])
         self.viewed_slices.add(u)
 
     def _alias_sum(self, u: int) -> None:

@@ -49,7 +49,7 @@ import numpy as np
 
 from recaffe.backend import cpu_kernels
 
-#: Types whose backward writes every bottom diff it propagates to whole.
+#: A backward that reads no bottom's and no top's data.
 _NO_READS = (frozenset(), frozenset())
 
 
