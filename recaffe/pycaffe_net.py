@@ -44,6 +44,10 @@ class BlobDict(OrderedDict):
         self._net._pin(self.keys())
         return super().values()
 
+    def copy(self) -> OrderedDict:
+        """A plain ordered copy (every blob counts as read)."""
+        return OrderedDict(self.items())
+
 
 class PycaffeNetMixin:
     """Mixed into :class:`recaffe.net.Net`."""

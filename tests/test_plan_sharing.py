@@ -383,3 +383,16 @@ def test_deferred_weight_gradient_path(monkeypatch):
     monkeypatch.setattr(ExecutionPlan, "_chain_rows_backward",
                         lambda self, members: None)
     _assert_same_training(lm_net(layers=2))
+
+
+def test_blob_dict_is_pycaffes_ordered_mapping():
+    net = caffe.Net(lm_net(train=False), caffe.TEST)
+    assert list(net.blobs)[:2] == ["x", "cont"]
+    assert net.blobs.get("missing") is None
+    assert net.blobs.get("x") is _blob(net, "x")
+    assert net.pinned_blob_names == ["x"]
+    copied = net.blobs.copy()
+    assert type(copied).__name__ == "OrderedDict" and list(copied) == list(net.blobs)
+    assert len(net.pinned_blob_names) == len(net.blob_names)
+    with pytest.raises(KeyError):
+        net.blobs["missing"]  # noqa: B018

@@ -101,7 +101,7 @@ class Sharing:
     blobs)`` for every set of blobs pointed at a shared array."""
 
     def __init__(self):
-        self.groups: list[tuple[str, list]] = []
+        self.groups: list[tuple[str, object, list]] = []
         #: Blob ids whose data / diff may hold another blob's values.
         self.data_ids: set[int] = set()
         self.diff_ids: set[int] = set()
