@@ -85,3 +85,39 @@ layer {{ name: "out" type: "InnerProduct" bottom: "h" top: "logits"
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "logits" bottom: "target"
   top: "loss" softmax_param {{ axis: 2 }} }}
 """
+
+
+FILLER = dict(type="uniform", min=-0.3, max=0.3)
+
+
+def unrolled_lm(T=6, N=3, V=5, H=7, layers=1, cell="lstm", train=True):
+    """An unroll-built language model (``recaffe.recurrent`` cells named
+    ``<cell>1``, ``<cell>2``…, outputs ``h1``, ``h2``…) -> InnerProduct ->
+    SoftmaxWithLoss (``train``) or Softmax."""
+    from recaffe.recurrent.cells.gru import gru  # noqa: PLC0415
+    from recaffe.recurrent.cells.lstm import lstm  # noqa: PLC0415
+    from recaffe.recurrent.cells.rnn import rnn  # noqa: PLC0415
+
+    ns = caffe.NetSpec()
+    if train:
+        ns.x, ns.cont, ns.label = L.Input(
+            shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
+    else:
+        ns.x, ns.cont = L.Input(shape=[dict(dim=[T, N, V]), dict(dim=[T, N])], ntop=2)
+    h = ns.x
+    for k in range(layers):
+        name = f"{cell}{k + 1}"
+        if cell == "lstm":
+            r = lstm(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
+        elif cell == "gru":
+            r = gru(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
+        else:
+            r = rnn(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
+        h = r.output
+        setattr(ns, f"h{k + 1}", h)
+    ns.logits = L.InnerProduct(h, axis=2, num_output=V, weight_filler=FILLER)
+    if train:
+        ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    else:
+        ns.prob = L.Softmax(ns.logits, axis=2)
+    return ns.to_proto()

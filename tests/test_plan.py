@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from shared_nets import talk_manual_net
+from shared_nets import talk_manual_net, unrolled_lm
 
 import recaffe as caffe
 from recaffe import layers as L
@@ -503,25 +503,6 @@ def test_fused_sum_sigmoid_steps_equal_single_steps(plan_env, monkeypatch):
     assert len(fwd_t) == len(bwd_t) == len(fused.plan.fwd_single) == len(fused.plan.fwd)
 
 
-def _unrolled_lstm_lm(T, N, V, H, train=True):
-    from recaffe.recurrent.cells.lstm import lstm  # noqa: PLC0415
-
-    ns = caffe.NetSpec()
-    if train:
-        ns.x, ns.cont, ns.label = L.Input(
-            shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
-    else:
-        ns.x, ns.cont = L.Input(shape=[dict(dim=[T, N, V]), dict(dim=[T, N])], ntop=2)
-    filler = dict(type="uniform", min=-0.4, max=0.4)
-    ns.h = lstm(ns.x, ns.cont, T, H, N=N, name="l", weight_filler=filler, ns=ns).output
-    ns.logits = L.InnerProduct(ns.h, axis=2, num_output=V, weight_filler=filler)
-    if train:
-        ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
-    else:
-        ns.prob = L.Softmax(ns.logits, axis=2)
-    return ns.to_proto()
-
-
 @OWN_ARRAYS
 @pytest.mark.parametrize("train", [True, False])
 def test_concat_of_per_step_rows_is_a_view(plan_env, monkeypatch, train):
@@ -531,7 +512,7 @@ def test_concat_of_per_step_rows_is_a_view(plan_env, monkeypatch, train):
     from recaffe.plan.layout import Layout  # noqa: PLC0415
 
     T, N, V, H = 5, 3, 4, 6
-    param = _unrolled_lstm_lm(T, N, V, H, train)
+    param = unrolled_lm(T, N, V, H, train=train)
     plan_env(True)
 
     def run(view):
@@ -559,12 +540,12 @@ def test_concat_of_per_step_rows_is_a_view(plan_env, monkeypatch, train):
 
     viewed, out_v, params_v = run(True)
     copied, out_c, params_c = run(False)
-    h = viewed.blobs["h"]
-    concat = viewed.layer_names.index("l_h")
+    h = viewed.blobs["h1"]
+    concat = viewed.layer_names.index("lstm1_h")
     assert concat in viewed.plan.layout.viewed_slices
     assert concat not in copied.plan.layout.viewed_slices
     for t in range(T):
-        step = viewed.blobs[f"l_h_t{t + 1}"]
+        step = viewed.blobs[f"lstm1_h_t{t + 1}"]
         assert np.shares_memory(step.data, h.data)
         np.testing.assert_array_equal(step.data[0], h.data[t])
     if train:  # what the Concat reads (a Split's top): its diff is h's row

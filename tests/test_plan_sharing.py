@@ -10,44 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shared_nets import FILLER
+from shared_nets import unrolled_lm as lm_net
 
 import recaffe as caffe
 from recaffe import layers as L
 from recaffe.errors import NetError
 from recaffe.plan import sharing
 from recaffe.recurrent.cells import bidirectional, stack
-from recaffe.recurrent.cells.gru import gru
 from recaffe.recurrent.cells.lstm import LSTMCell, lstm
-from recaffe.recurrent.cells.rnn import rnn
-
-FILLER = dict(type="uniform", min=-0.3, max=0.3)
-
-
-def lm_net(T=6, N=3, V=5, H=7, layers=1, cell="lstm", train=True):
-    """An unroll-built language model: cells -> InnerProduct -> softmax."""
-    ns = caffe.NetSpec()
-    if train:
-        ns.x, ns.cont, ns.label = L.Input(
-            shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
-    else:
-        ns.x, ns.cont = L.Input(shape=[dict(dim=[T, N, V]), dict(dim=[T, N])], ntop=2)
-    h = ns.x
-    for k in range(layers):
-        name = f"{cell}{k + 1}"
-        if cell == "lstm":
-            r = lstm(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        elif cell == "gru":
-            r = gru(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        else:
-            r = rnn(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        h = r.output
-        setattr(ns, f"h{k + 1}", h)
-    ns.logits = L.InnerProduct(h, axis=2, num_output=V, weight_filler=FILLER)
-    if train:
-        ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
-    else:
-        ns.prob = L.Softmax(ns.logits, axis=2)
-    return ns.to_proto()
 
 
 def _feed(net, seed=0):

@@ -184,23 +184,9 @@ class Layout:
         if need_diff and (graph.readers.get(bids[0]) != [u] or
                           not all(graph.can_point(t, "diff") for t in tids)):
             return
-        count = net.blob_list[tids[0]].count
-        data = bottom.data.reshape(n, count)
-        if not np.shares_memory(data, bottom.data):
-            return
-        sid = len(self.stacks)
-        self.stacks.append(data)
-        for k, t in enumerate(tids):
-            self.data_at[t] = (sid, k)
-            net.blob_list[t].set_buffers(data=data[k])
-        if need_diff:
-            diff = bottom.diff.reshape(n, count)
-            sid = len(self.stacks)
-            self.stacks.append(diff)
-            for k, t in enumerate(tids):
-                self.diff_at[t] = (sid, k)
-                net.blob_list[t].set_buffers(diff=diff[k])
-        self.viewed_slices.add(u)
+        # The tops show the bottom's rows as they are (nothing copied).
+        if self._as_rows(bottom, tids, tids if need_diff else (), keep=False):
+            self.viewed_slices.add(u)
 
     def _view_concat(self, u: int) -> None:
         """A Concat of equal, contiguous parts (everything before its axis of
@@ -234,23 +220,35 @@ class Layout:
                 net.bottom_need_backward[u][j] and b not in self.diff_at
                 and graph.can_point(b, "diff") for j, b in enumerate(bids)):
             return
-        count = net.blob_list[bids[0]].count
-        data = top.data.reshape(n, count)
-        if not np.shares_memory(data, top.data):
-            return
-        sid = len(self.stacks)
-        self.stacks.append(data)
-        for k, r in enumerate(roots):
-            self.data_at[r] = (sid, k)
-            point(net.blob_list[r], data=data[k])
-        if need_diff:
-            diff = top.diff.reshape(n, count)
+        # The rows take the bottoms' values (their producers write there next).
+        if self._as_rows(top, roots, bids if need_diff else (), keep=True):
+            self.viewed_slices.add(u)
+
+    def _as_rows(self, whole, data_ids, diff_ids, keep: bool) -> bool:
+        """Point blobs ``data_ids`` (and ``diff_ids``) at consecutive rows of
+        ``whole``'s data (and diff), which become stacks; with ``keep`` the
+        rows take the blobs' current values first. False (nothing done)
+        where ``whole``'s array cannot be seen as such rows."""
+        net = self.net
+        n, count = len(data_ids), net.blob_list[data_ids[0]].count
+        data = whole.data.reshape(n, count)
+        if not np.shares_memory(data, whole.data):
+            return False
+        for ids, arr, table, kind in ((data_ids, data, self.data_at, "data"),
+                                      (diff_ids, None, self.diff_at, "diff")):
+            if not ids:
+                continue
+            if arr is None:
+                arr = whole.diff.reshape(n, count)
             sid = len(self.stacks)
-            self.stacks.append(diff)
-            for k, b in enumerate(bids):
-                self.diff_at[b] = (sid, k)
-                point(net.blob_list[b], diff=diff[k])
-        self.viewed_slices.add(u)
+            self.stacks.append(arr)
+            for k, b in enumerate(ids):
+                table[b] = (sid, k)
+                if keep:
+                    point(net.blob_list[b], **{kind: arr[k]})
+                else:
+                    net.blob_list[b].set_buffers(**{kind: arr[k]})
+        return True
 
     def _alias_sum(self, u: int) -> None:
         net, diff_at, stacks = self.net, self.diff_at, self.stacks
