@@ -275,6 +275,23 @@ def test_lstm_unit_kernels_formula(dtype):
     np.testing.assert_allclose(dc_prev, dc * f, **tol)
 
 
+@pytest.mark.parametrize(("n", "h"), [(1, 5), (3, 7), (64, 512), (1200, 512)])
+def test_lstm_unit_infer_has_the_forward_bits(n, h):
+    """The forward-only unit stores only c and h, with the bits of the
+    training forward (the last case runs the parallel kernel)."""
+    r = np.random.default_rng(n)
+    x = r.uniform(-9, 9, (n, 4 * h)).astype(np.float32)
+    c_prev = r.uniform(-3, 3, (n, h)).astype(np.float32)
+    cont = r.choice(np.array([0.0, 1.0, 0.5], np.float32), n)
+    acts, c, tc, hout = np.empty_like(x), *(np.empty_like(c_prev) for _ in range(3))
+    cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, c, tc, hout)
+    c2, h2 = np.full_like(c, np.nan), np.full_like(c, np.nan)
+    assert cpu_kernels.lstm_unit_infer(x, c_prev, cont, c2, h2)
+    np.testing.assert_array_equal(c2, c)
+    np.testing.assert_array_equal(h2, hout)
+    assert not cpu_kernels.lstm_unit_infer(x.astype(np.float64), c_prev, cont, c2, h2)
+
+
 def test_first_use_from_two_threads(monkeypatch):
     """Two threads that use the kernels first at the same moment (numba's
     import, the helpers' binding and the compiles happen once, under a lock)

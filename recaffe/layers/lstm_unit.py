@@ -153,6 +153,9 @@ class LSTMUnitLayer(Layer):
         if cpu_kernels.usable(xp, x, c_prev, cont, top[0].data, top[1].data):
             if getattr(self, "forward_only", False):
                 # backward (if any) recomputes the activations
+                if cpu_kernels.lstm_unit_infer(x, c_prev, cont, top[0].data[0],
+                                               top[1].data[0]):
+                    return
                 acts, tc = self._scratch(x, c_prev)
                 cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, top[0].data[0],
                                               tc, top[1].data[0])

@@ -344,6 +344,14 @@ def _lstm_unit_kernels(layer, b, t, pd, backward=True):
         arrays += [dc_top, dh_top] + [b[k].diff[0] for k in (0, 1) if pd[k]]
     if not cpu_kernels.usable(np, *arrays):
         return None, None
+    if not backward and x.dtype == np.float32:
+        # Nothing reads the gates again: c and h in one pass, no scratch.
+        infer, half = cpu_kernels.lstm_unit_infer_kernel(x.size), np.float32(0.5)
+
+        def fwd_only(_b, _t):
+            infer(x, c_prev, cont, c, h, half)
+            layer._saved = None
+        return fwd_only, None
     forward_only = getattr(layer, "forward_only", False) or not backward
     acts, tc = layer._scratch(x, c_prev) if forward_only else \
         layer._cpu_buffers(x, c_prev)
