@@ -292,6 +292,37 @@ def test_lstm_unit_infer_has_the_forward_bits(n, h):
     assert not cpu_kernels.lstm_unit_infer(x.astype(np.float64), c_prev, cont, c2, h2)
 
 
+def test_lstm_unit_kernels_equal_their_source_run_by_python():
+    """The compiled LSTMUnit kernels (gates taken as row slices so that
+    they vectorise) give the bits of their own source run by the
+    interpreter, operation by operation in float32."""
+    n, h = 3, 6
+    r = np.random.default_rng(5)
+    x = r.uniform(-6, 6, (n, 4 * h)).astype(np.float32)
+    c_prev, dc_top, dh_top = (r.uniform(-2, 2, (n, h)).astype(np.float32)
+                              for _ in range(3))
+    cont = np.array([1, 0, 0.5], np.float32)
+    half, one = np.float32(0.5), np.float32(1)
+    cpu_kernels._bind_helpers()
+    outs = {}
+    for how in ("compiled", "python"):
+        acts, dx = np.empty_like(x), np.empty_like(x)
+        c, tc, hout, dc_prev, c2, h2 = (np.empty_like(c_prev) for _ in range(6))
+        if how == "compiled":
+            cpu_kernels.lstm_unit_forward(x, c_prev, cont, acts, c, tc, hout)
+            cpu_kernels.lstm_unit_infer(x, c_prev, cont, c2, h2)
+            cpu_kernels.lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev,
+                                           dx, True, True)
+        else:
+            cpu_kernels._lstm_unit_forward32(x, c_prev, cont, acts, c, tc, hout, half)
+            cpu_kernels._lstm_unit_infer32(x, c_prev, cont, c2, h2, half)
+            cpu_kernels._lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev,
+                                            dx, True, True, h, one)
+        outs[how] = (acts, c, tc, hout, c2, h2, dc_prev, dx)
+    for a, b in zip(outs["compiled"], outs["python"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_first_use_from_two_threads(monkeypatch):
     """Two threads that use the kernels first at the same moment (numba's
     import, the helpers' binding and the compiles happen once, under a lock)

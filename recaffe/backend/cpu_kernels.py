@@ -178,29 +178,40 @@ def _lstm_output(acts, tc, cont_next, hc_next, h_out, has_next):
 def _lstm_unit_forward32(x, c_prev, cont, acts, c, tc, h, half):
     """LSTMUnit forward, float32, one pass per row: ``acts`` = [i, f * cont,
     o, g] from ``x`` (N, 4H) (tanh32; sigmoid as 0.5 tanh32(x / 2) + 0.5),
-    ``c = f c_prev + i g``, ``tc = tanh32(c)``, ``h = o tc``."""
+    ``c = f c_prev + i g``, ``tc = tanh32(c)``, ``h = o tc``. Each gate's
+    columns are taken as a row slice of their own, which lets the loop
+    vectorise (81 instead of 123 µs at N=64 H=512 against four loops over
+    the 2-D arrays; the same operations and bits)."""
     n, g4 = x.shape
     hd = g4 // 4
     for j in prange(n):
         cj = cont[j]
-        for k in range(3 * hd):
-            acts[j, k] = tanh32(x[j, k] * half) * half + half
-        for k in range(3 * hd, g4):
-            acts[j, k] = tanh32(x[j, k])
+        xi, xf = x[j, :hd], x[j, hd:2 * hd]
+        xo, xg = x[j, 2 * hd:3 * hd], x[j, 3 * hd:]
+        ai, af = acts[j, :hd], acts[j, hd:2 * hd]
+        ao, ag = acts[j, 2 * hd:3 * hd], acts[j, 3 * hd:]
+        cr, cp, tr, hr = c[j], c_prev[j], tc[j], h[j]
         for k in range(hd):
-            fg = acts[j, hd + k] * cj
-            acts[j, hd + k] = fg
-            c[j, k] = fg * c_prev[j, k] + acts[j, k] * acts[j, 3 * hd + k]
-        for k in range(hd):
-            tv = tanh32(c[j, k])
-            tc[j, k] = tv
-            h[j, k] = acts[j, 2 * hd + k] * tv
+            ig = tanh32(xi[k] * half) * half + half
+            fg = (tanh32(xf[k] * half) * half + half) * cj
+            og = tanh32(xo[k] * half) * half + half
+            gg = tanh32(xg[k])
+            ai[k] = ig
+            af[k] = fg
+            ao[k] = og
+            ag[k] = gg
+            cv = fg * cp[k] + ig * gg
+            cr[k] = cv
+            tv = tanh32(cv)
+            tr[k] = tv
+            hr[k] = og * tv
 
 
 def _lstm_unit_infer32(x, c_prev, cont, c, h, half):
     """:func:`_lstm_unit_forward32` for a unit whose backward never runs:
-    the same operations on each element, in one pass that keeps the gates
-    and ``tanh(c)`` in registers instead of storing them."""
+    the same operations on each element, keeping the gates and ``tanh(c)``
+    in registers instead of storing them (indexing the 2-D arrays here is
+    faster than row slices: 69 vs 77 µs at N=64 H=512)."""
     n, g4 = x.shape
     hd = g4 // 4
     for j in prange(n):
@@ -278,25 +289,33 @@ def _lstm_unit_backward(acts, c_prev, tc, dc_top, dh_top, dc_prev, dx, want_c,
     """LSTMUnit backward from the forward's activations [i, f * cont, o, g]
     and tanh(c): dx (N, 4H) and dc_prev (N, H), each only where wanted.
 
-    Products in the numpy layer path's order (bit-equal results).
+    Products in the numpy layer path's order (bit-equal results). Each
+    gate's columns are a row slice of their own, which lets the loop
+    vectorise (27 instead of 88 µs at N=64 H=512).
     """
     n = acts.shape[0]
     for j in prange(n):
+        ai, af = acts[j, :hd], acts[j, hd:2 * hd]
+        ao, ag = acts[j, 2 * hd:3 * hd], acts[j, 3 * hd:]
+        dxi, dxf = dx[j, :hd], dx[j, hd:2 * hd]
+        dxo, dxg = dx[j, 2 * hd:3 * hd], dx[j, 3 * hd:]
+        tr, dhr, dcr = tc[j], dh_top[j], dc_top[j]
+        cp, dcp = c_prev[j], dc_prev[j]
         for k in range(hd):
-            ig = acts[j, k]
-            fg = acts[j, hd + k]
-            og = acts[j, 2 * hd + k]
-            gg = acts[j, 3 * hd + k]
-            t = tc[j, k]
-            d_h = dh_top[j, k]
-            dcv = dc_top[j, k] + d_h * og * (one - t * t)
+            ig = ai[k]
+            fg = af[k]
+            og = ao[k]
+            gg = ag[k]
+            t = tr[k]
+            d_h = dhr[k]
+            dcv = dcr[k] + d_h * og * (one - t * t)
             if want_c:
-                dc_prev[j, k] = dcv * fg
+                dcp[k] = dcv * fg
             if want_x:
-                dx[j, k] = dcv * gg * ig * (one - ig)
-                dx[j, hd + k] = dcv * c_prev[j, k] * fg * (one - fg)
-                dx[j, 2 * hd + k] = d_h * t * og * (one - og)
-                dx[j, 3 * hd + k] = dcv * ig * (one - gg * gg)
+                dxi[k] = dcv * gg * ig * (one - ig)
+                dxf[k] = dcv * cp[k] * fg * (one - fg)
+                dxo[k] = d_h * t * og * (one - og)
+                dxg[k] = dcv * ig * (one - gg * gg)
 
 
 # -- the LSTM layer's gate-major loops --------------------------------------------
@@ -614,8 +633,8 @@ def lstm_unit_forward(x, c_prev, cont, acts, c, tc, h) -> None:
 def lstm_unit_infer(x, c_prev, cont, c, h) -> bool:
     """:func:`lstm_unit_forward` without ``acts`` and ``tanh(c)`` (a unit no
     backward reads): the same bits for ``c`` and ``h``, in one pass (at N=64
-    H=512 74 instead of 180 µs). float32 only; False (nothing done) for
-    another dtype."""
+    H=512 69 µs, against 81 for the forward that stores them). float32
+    only; False (nothing done) for another dtype."""
     if x.dtype != np.float32:
         return False
     lstm_unit_infer_kernel(x.size)(x, c_prev, cont, c, h, np.float32(0.5))
