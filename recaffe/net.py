@@ -324,8 +324,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         sh = self._sharing
         if sh is None or not sh.active:
             return
-        hit = [n for n in new if self._blob_by_name[n] in sh.data_ids
-               or self._blob_by_name[n] in sh.diff_ids]
+        shared = sh.data_ids | sh.diff_ids
+        hit = [n for n in new if self._blob_by_name[n] in shared]
         if not hit:
             return
         self._unshare_buffers()

@@ -82,6 +82,16 @@ _ARG_DST_LAYER, _ARG_DST_ITER, _ARG_DST_ITER_C = 17, 18, 19
 _ARG_WEIGHTS_LAYER, _ARG_WEIGHTS_ITER, _ARG_BIAS = 33, 34, 41
 _ARG_FROM, _ARG_TO = 1, 17
 _ARG_SRC, _ARG_WEIGHTS, _ARG_DST = 1, 33, 17  # a matmul's (aliases of the above)
+_ARG_DIFF_WEIGHTS_LAYER, _ARG_DIFF_WEIGHTS_ITER, _ARG_WORKSPACE = 161, 162, 64
+_FWD_TRAINING = 64         # dnnl_forward_training
+_BACKWARD = 128            # dnnl_backward
+#: Each array an LSTM primitive reads or writes, by recaffe's name: its exec
+#: argument (the diffs: DNNL_ARG_DIFF_*).
+_ARG_OF = {"x": _ARG_SRC_LAYER, "h0": _ARG_SRC_ITER, "c0": _ARG_SRC_ITER_C,
+           "b": _ARG_BIAS, "y": _ARG_DST_LAYER, "hT": _ARG_DST_ITER,
+           "cT": _ARG_DST_ITER_C, "dx": 129, "dh0": 130, "dc0": 131, "db": 169,
+           "dy": 145, "dhT": 146, "dcT": 147}
+_CALL_NAMES = ("x", "h0", "c0", "b", "y", "hT", "cT")  # a forward's arrays
 _P = ctypes.c_void_p
 _Dims = ctypes.c_int64 * 12
 
@@ -547,16 +557,6 @@ class _LSTMPrimitives(_Primitives):
                                                            for a, mem in pairs))
 
 
-_ARG_OF = {"x": _ARG_SRC_LAYER, "h0": _ARG_SRC_ITER, "c0": _ARG_SRC_ITER_C,
-           "b": _ARG_BIAS, "y": _ARG_DST_LAYER, "hT": _ARG_DST_ITER,
-           "cT": _ARG_DST_ITER_C, "dx": 129, "dh0": 130, "dc0": 131, "db": 169,
-           "dy": 145, "dhT": 146, "dcT": 147}  # DNNL_ARG_DIFF_*
-_ARG_DIFF_WEIGHTS_LAYER, _ARG_DIFF_WEIGHTS_ITER, _ARG_WORKSPACE = 161, 162, 64
-_BACKWARD = 128            # dnnl_backward
-_FWD_TRAINING = 64         # dnnl_forward_training
-_CALL_NAMES = ("x", "h0", "c0", "b", "y", "hT", "cT")
-
-
 class LSTMInference(_LSTMPrimitives):
     """oneDNN's LSTM forward for inference (nothing kept for backward). The
     weights are packed again only when their bits changed since the last
@@ -767,12 +767,19 @@ def packed_matmul(m: int, k: int, n: int, w_strides, old: PackedMatmul | None = 
     if not _usable():
         return None
     threads = _threads()
-    if old is not None and old.shape == (m, k, n) and old.bias == bias and \
-            old.w_strides == tuple(w_strides) and old.threads == threads:
+    return _fitting(old, old is not None and old.shape == (m, k, n)
+                    and old.bias == bias and old.w_strides == tuple(w_strides)
+                    and old.threads == threads,
+                    lambda: PackedMatmul(m, k, n, w_strides, threads, bias))
+
+
+def _fitting(old, fits: bool, make):
+    """``old`` when it ``fits``, else ``make()`` (``old`` closed first)."""
+    if fits:
         return old
     if old is not None:
         old.close()
-    return PackedMatmul(m, k, n, w_strides, threads, bias)
+    return make()
 
 
 def lstm_inference(t: int, n: int, d: int, h: int) -> LSTMInference | None:
@@ -803,8 +810,5 @@ def lstm_training(t: int, n: int, d: int, h: int,
     if not _usable():
         return None
     key = (t, n, d, h, _threads())
-    if old is not None and (old.shape + (old.threads,)) == key:
-        return old
-    if old is not None:
-        old.close()
-    return LSTMTraining(*key)
+    return _fitting(old, old is not None and old.shape + (old.threads,) == key,
+                    lambda: LSTMTraining(*key))
