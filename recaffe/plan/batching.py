@@ -131,7 +131,7 @@ def find_groups(net, graph, deps) -> tuple[list[Group], list[list[int]]]:
     # Drop groups that make the contracted graph cyclic.
     kept: list[Group] = []
     for g in groups:
-        if toposort(*contract(deps, kept + [g])[1:]) is not None:
+        if toposort(*contract(deps, [k.members for k in kept + [g]])[1:]) is not None:
             kept.append(g)
     grouped = {m for g in kept for m in g.members}
     chains = [c for c in ([m for m in ch if m not in grouped] for ch in chains)
@@ -139,13 +139,13 @@ def find_groups(net, graph, deps) -> tuple[list[Group], list[list[int]]]:
     return kept, chains
 
 
-def contract(deps, groups):
+def contract(deps, sets):
     """(node of each layer, dependencies between nodes, priority of each node)
-    of the graph where each group is one node."""
+    of the graph where each set of layers (a group's members) is one node."""
     n = len(deps)
     node = list(range(n))
-    for gi, g in enumerate(groups):
-        for m in g.members:
+    for gi, members in enumerate(sets):
+        for m in members:
             node[m] = n + gi
     cdeps: dict[int, set[int]] = {}
     prio: dict[int, int] = {}
@@ -179,9 +179,27 @@ def toposort(cdeps, prio):
     return out if len(out) == len(cdeps) else None
 
 
-def schedule(deps, groups) -> list[int]:
-    """Plan order: layer index i, or -(g+1) for group g."""
-    _node, cdeps, prio = contract(deps, groups)
+def schedule(deps, groups, runs=()) -> list[int]:
+    """Plan order: layer index i, or -(g+1) for group g. The layers of each
+    of ``runs`` (lists of layer indices) come one after another, in their
+    own order."""
+    sets = [g.members for g in groups] + [list(r) for r in runs]
+    _node, cdeps, prio = contract(deps, sets)
     order = toposort(cdeps, prio)
-    n = len(deps)
-    return [u if u < n else -(u - n + 1) for u in order]
+    n, ng = len(deps), len(groups)
+    out: list[int] = []
+    for u in order:
+        if u < n:
+            out.append(u)
+        elif u - n < ng:
+            out.append(-(u - n + 1))
+        else:
+            out.extend(sorted(runs[u - n - ng]))
+    return out
+
+
+def runs_fit(deps, groups, runs) -> bool:
+    """Whether the layers of every run can come one after another (no layer
+    outside a run both depends on it and feeds it)."""
+    sets = [g.members for g in groups] + [list(r) for r in runs]
+    return toposort(*contract(deps, sets)[1:]) is not None

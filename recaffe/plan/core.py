@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from recaffe import backend
-from recaffe.plan import kernels
-from recaffe.plan.batching import find_groups, schedule
+from recaffe.plan import kernels, sequence
+from recaffe.plan.batching import find_groups, runs_fit, schedule
 from recaffe.plan.graph import BlobGraph, dependencies
 from recaffe.plan.layout import Layout
 from recaffe.plan.sharing import Sharing, plan_sharing
@@ -19,6 +19,9 @@ class ExecutionPlan:
 
     #: One weight-gradient GEMM for InnerProducts on the recurrent path.
     defer_weight_grads = False
+    #: With ``share``: run recognised LSTM recurrences as one step
+    #: (:mod:`.sequence`; results equal up to float32 rounding, not bits).
+    fuse_sequences = True
 
     def __init__(self, net, time_batching: bool = True, share: bool = False,
                  keep=frozenset()):
@@ -32,18 +35,39 @@ class ExecutionPlan:
         self.groups, self.chains = [], []
         if time_batching:
             self.groups, self.chains = find_groups(net, graph, deps)
-        self.order = schedule(deps, self.groups)
         self.layout = Layout(net, graph, self.groups, self.xp, self.chains)
         self.aliased_sums = self.layout.aliased_sums
         self.data_rows, self.diff_rows = self.layout.data_rows, self.layout.diff_rows
+        #: LSTM recurrences run as one step (:mod:`.sequence`): only where
+        #: intermediate values may be dropped (``share``).
+        self.sequences = (self._find_sequences(deps, keep)
+                          if share and self.fuse_sequences else [])
+        self.order = schedule(deps, self.groups, [s.members for s in self.sequences])
         #: Blobs sharing arrays (:mod:`.sharing`; none unless ``share``; never
         #: the blob ids in ``keep``).
-        self.sharing = plan_sharing(net, graph, self.order, self.groups, self.chains,
-                                    self.xp, keep) if share else Sharing()
+        if share:
+            outside = set(keep).union(*(s.external_ids() for s in self.sequences))
+            dead = set().union(*(s.internal for s in self.sequences))
+            self.sharing = plan_sharing(net, graph, self.order, self.groups,
+                                        self.chains, self.xp, outside, dead)
+        else:
+            self.sharing = Sharing()
         # Re-share aliases (Split/Reshape/Flatten tops) onto the new memory.
         net.reshape()
         self.sync()
         self._build_steps()
+
+    def _find_sequences(self, deps, keep) -> list:
+        if not sequence.usable(self.xp):
+            return []
+        grouped = {m for g in self.groups for m in g.members}
+        kept = []
+        for seq in sequence.find_sequences(self.net, self.graph, grouped, set(keep)):
+            if runs_fit(deps, self.groups, [s.members for s in kept + [seq]]):
+                kept.append(seq)
+        for seq in kept:
+            seq.build()
+        return kept
 
     def _build_steps(self) -> None:
         #: Work arrays and state the step kernels share: one array per shape
@@ -62,7 +86,7 @@ class ExecutionPlan:
                 chain_bwd.update(kernels.chain_backward(
                     self.net, members, self.order_index, self.xp))
         steps = Steps(self.net, self.graph, self.order, self.groups, self.layout,
-                      self.xp, chain_bwd, self, self.scratch)
+                      self.xp, chain_bwd, self, self.scratch, self.sequences)
         self.fwd, self.bwd, self.bwd_steps = steps.fwd, steps.bwd, steps.bwd_steps
         self.fwd_single, self.bwd_single = steps.fwd_single, steps.bwd_single
         self.watch = steps.watch
@@ -154,7 +178,15 @@ class ExecutionPlan:
         """One line per step (for logs and tests)."""
         net = self.net
         lines = []
+        fused = {m: seq for seq in self.sequences for m in seq.members}
+        shown: set[int] = set()
         for u in self.order:
+            if u in fused:
+                seq = fused[u]
+                if id(seq) not in shown:  # one line, at its first member
+                    shown.add(id(seq))
+                    lines.append(f"LSTM sequence x{seq.T}: {seq.name}")
+                continue
             if u < 0:
                 g = self.groups[-u - 1]
                 names = [net.layer_names[m] for m in g.members]

@@ -127,9 +127,12 @@ class Sharing:
                     b.set_buffers(diff=own)
 
 
-def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset()) -> Sharing:
+def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
+                 dead=frozenset()) -> Sharing:
     """Work out and apply the sharing for a plan (see the module text); the
-    blob ids in ``keep`` keep their arrays."""
+    blob ids in ``keep`` keep their arrays. No step touches the blobs in
+    ``dead`` (the insides of a recurrence run as one step, :mod:`.sequence`):
+    they share one array per size and count as shared."""
     sharing = Sharing()
     if xp is not np:
         return sharing
@@ -163,8 +166,15 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset()) -> Sha
     for bid, blob in enumerate(net.blob_list):
         by_root.setdefault(id(_root(blob._dbuf)), []).append(bid)
     data_spans = []
+    dead_data, dead_diff = [], []
     for ids in by_root.values():
         if keep.intersection(ids):
+            continue
+        if dead.issuperset(ids):
+            b0 = net.blob_list[ids[0]]
+            if _owned(b0, "data") and all(net.blob_list[b]._dbuf is b0._dbuf
+                                          for b in ids):
+                dead_data.append(ids)
             continue
         span = _data_span(net, graph, ids, reads, known, fpos, bpos)
         if span is not None:
@@ -181,13 +191,22 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset()) -> Sha
         if bid in keep or (blob._gbuf is not None
                            and diff_users[id(_root(blob._gbuf))] != 1):
             continue
+        if bid in dead:
+            if blob._gbuf is not None and _owned(blob, "diff"):
+                dead_diff.append([bid])
+            continue
         span = _diff_span(net, graph, bid, reads, known, bpos)
         if span is not None:
             diff_spans.append((span, [bid]))
     for kind, spans in (("data", data_spans), ("diff", diff_spans)):
         _assign(net, graph, kind, spans, sharing)
-    sharing.active = bool(sharing.groups)
-    if sharing.active:
+    _drop(net, "data", dead_data, sharing)
+    _drop(net, "diff", dead_diff, sharing)
+    # Dead blobs whose arrays stay (views, stacks) hold stale values too.
+    sharing.data_ids.update(dead)
+    sharing.diff_ids.update(dead)
+    sharing.active = bool(sharing.groups or dead)
+    if sharing.groups:
         release_freed_memory()
     return sharing
 
@@ -307,6 +326,22 @@ def _assign(net, graph, kind, spans, sharing) -> None:
         slot[0] = end
         _point(net, kind, ids, slot[1])
         sharing.groups.append((kind, slot[1], [net.blob_list[b] for b in ids]))
+        ids_out.update(ids)
+
+
+def _drop(net, kind, id_sets, sharing) -> None:
+    """Point every set of blob ids at one array per (dtype, size): their
+    values are never computed."""
+    ids_out = sharing.data_ids if kind == "data" else sharing.diff_ids
+    first: dict[tuple, object] = {}
+    for ids in id_sets:
+        b0 = net.blob_list[ids[0]]
+        key = (b0.dtype, b0.count)
+        if key not in first:
+            first[key] = b0._dbuf if kind == "data" else b0._gbuf
+        buf = first[key]
+        _point(net, kind, ids, buf)
+        sharing.groups.append((kind, buf, [net.blob_list[b] for b in ids]))
         ids_out.update(ids)
 
 

@@ -22,7 +22,7 @@ class Steps:
     entry, the index of its step in ``fwd``) and the shape ``watch``."""
 
     def __init__(self, net, graph, order, groups, layout, xp, chain_bwd, sink,
-                 scratch=None):
+                 scratch=None, sequences=()):
         self.net, self.graph, self.xp = net, graph, xp
         self.layout = layout
         #: Work arrays (and state) the kernels share: see ExecutionPlan.
@@ -32,6 +32,7 @@ class Steps:
         self.watch = ShapeWatch()
         # Per entry: the layer whose small-layer kernel it is, else None.
         fwd_kernel, bwd_kernel = [], []
+        bwd_layer = []  # per backward entry: its layer (None for a group)
         for u in order:
             if u < 0:
                 g = groups[-u - 1]
@@ -44,6 +45,7 @@ class Steps:
                 if net.layer_need_backward[g.members[0]]:
                     bwd.append((group_backward(g, kb), g.pt, pd, g.pb))
                     bwd_kernel.append(None)
+                    bwd_layer.append(None)
                     bwd_steps.append(len(fwd) - 1)
                 continue
             layer = net.layers_list[u]
@@ -72,10 +74,15 @@ class Steps:
                 bwd_kernel.append(u if f is not None and f is kb else None)
                 f = f or layer.backward
                 bwd.append((f, t, net.bottom_need_backward[u], b))
+                bwd_layer.append(u)
                 bwd_steps.append(len(fwd) - 1)
         bwd.reverse()
         bwd_steps.reverse()
         bwd_kernel.reverse()
+        bwd_layer.reverse()
+        fwd_layer = [u if u >= 0 else None for u in order]
+        for seq in sequences:
+            fuse_sequence(seq, fwd, fwd_kernel, fwd_layer, bwd, bwd_kernel, bwd_layer)
         #: The steps one by one, for per-layer timing (``fwd``/``bwd`` may
         #: run two neighbouring layers in one call).
         self.fwd_single, self.bwd_single = list(fwd), list(bwd)
@@ -88,6 +95,26 @@ class Steps:
         lay = self.layout
         return kernels.layer_kernels(self.net, self.graph, u, lay.data_rows,
                                      lay.diff_rows, self.xp, self.scratch)
+
+
+def fuse_sequence(seq, fwd, fwd_kernel, fwd_layer, bwd, bwd_kernel, bwd_layer) -> None:
+    """A recognised LSTM recurrence (:mod:`.sequence`) runs as one step: its
+    forward at its first member's entry and its backward at the first of its
+    members' backward entries; the members' other entries do nothing (so
+    entries and layers keep their positions)."""
+    members = set(seq.members)
+    first = True
+    for i, u in enumerate(fwd_layer):
+        if u in members:
+            fwd[i] = (seq.forward if first else _nothing, fwd[i][1], fwd[i][2])
+            fwd_kernel[i] = None
+            first = False
+    first = True
+    for i, u in enumerate(bwd_layer):
+        if u in members:
+            bwd[i] = (seq.backward if first else _nothing_back, *bwd[i][1:])
+            bwd_kernel[i] = None
+            first = False
 
 
 def _nothing(_b, _t):

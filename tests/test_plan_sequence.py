@@ -1,0 +1,275 @@
+"""Unrolled LSTM recurrences run as one step (recaffe.plan.sequence).
+
+With ``share_buffers`` on, the plan hands an unrolled LSTM (a recurrent
+cell, or any net with the same layers) to the ``LSTM`` layer's engine. Each
+net is trained with the recurrence recognised and with it left to the
+per-step layers (both with sharing on); losses, outputs, parameters and
+gradients must agree to float32 rounding, with every engine path taken:
+oneDNN's primitives (cont 1 after the first step), the layer's own loop
+(a sequence boundary inside the batch), and the forward-only paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from shared_nets import FILLER
+from shared_nets import unrolled_lm as lm_net
+
+import recaffe as caffe
+from recaffe import layers as L
+from recaffe.backend import onednn
+from recaffe.errors import NetError
+from recaffe.plan import ExecutionPlan, sequence
+from recaffe.recurrent.cells.lstm import lstm
+
+pytestmark = pytest.mark.skipif(
+    not sequence.usable(np), reason="needs oneDNN or numba (the engine's fast paths)")
+
+
+@pytest.fixture(params=["onednn", "own loop"])
+def engine(request, monkeypatch):
+    """Which engine path runs a boundary-free batch."""
+    if request.param == "onednn":
+        if not onednn.available():
+            pytest.skip("oneDNN is not installed")
+        onednn.set_enabled(True)
+    else:
+        onednn.set_enabled(False)
+    yield request.param
+    onednn.set_enabled(True)
+
+
+def _feed(net, seed=0, boundary=False):
+    rng = np.random.default_rng(seed)
+    T, N = net.blobs["cont"].shape
+    V = net.blobs["x"].shape[2]
+    net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
+    cont = np.ones((T, N), np.float32)
+    cont[0] = 0
+    if boundary:
+        cont[T // 2, 0] = 0  # a sequence boundary inside the batch
+    net.blobs["cont"].data[...] = cont
+    if "label" in net.blobs:
+        net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
+
+
+def _train(param, fuse, monkeypatch, steps=3, lr=0.5, boundary=False):
+    monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+    caffe.set_random_seed(0)
+    net = caffe.Net(param, caffe.TRAIN)
+    net.share_buffers = True
+    losses = []
+    for it in range(steps):
+        _feed(net, it, boundary)
+        net.clear_param_diffs()
+        losses.append(net.forward_prefilled())
+        net.backward_all()
+        for p in net.learnable_params:
+            p.data -= lr * p.diff
+    return net, losses
+
+
+def _assert_close_training(param, monkeypatch, boundary=False, steps=3):
+    a, la = _train(param, False, monkeypatch, steps, boundary=boundary)
+    b, lb = _train(param, True, monkeypatch, steps, boundary=boundary)
+    np.testing.assert_allclose(lb, la, rtol=2e-5)
+    for pa, pb in zip(a.learnable_params, b.learnable_params, strict=True):
+        scale = float(np.abs(pa.diff).max()) + 1e-12
+        np.testing.assert_allclose(pb.diff, pa.diff, rtol=0, atol=1e-4 * scale)
+        np.testing.assert_allclose(pb.data, pa.data, rtol=0, atol=1e-5)
+    assert a.plan.sequences == []
+    return a, b
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-reset", "reset"])
+def test_training_matches_the_per_step_layers(layers, boundary, engine, monkeypatch):
+    _, b = _assert_close_training(lm_net(T=7, N=4, V=5, H=8, layers=layers),
+                                  monkeypatch, boundary)
+    seqs = b.plan.sequences
+    assert [s.name for s in seqs] == [
+        f"lstm{k}_x_transform .. lstm{k}_unit_t7" for k in range(1, layers + 1)]
+    dnnl = engine == "onednn" and not boundary
+    assert all(s.engine._by_onednn == dnnl for s in seqs)
+    # What the step does not compute counts as shared; what it writes does not.
+    shared = set(b.shared_blob_names)
+    assert {"lstm1_gate_input_t3", "lstm1_c_t2", "lstm1_W_xc_x"} <= shared
+    assert not {"h1", "lstm1_c_t7", "x", "loss"} & shared
+    assert "LSTM sequence x7: lstm1_x_transform .. lstm1_unit_t7" in \
+        b.plan.describe().splitlines()
+
+
+def test_forward_only_net_outputs(engine, monkeypatch):
+    param = lm_net(T=6, N=3, V=5, H=8, layers=2, train=False)
+    outs = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(1)
+        net = caffe.Net(param, caffe.TEST)
+        net.share_buffers = True
+        prob = net.blobs["prob"]
+        _feed(net, 2)
+        net.forward()
+        outs.append(prob.data.copy())
+        if fuse:
+            assert len(net.plan.sequences) == 2
+            assert all(s.engine.forward_only for s in net.plan.sequences)
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-7)
+
+
+def test_solver_trajectory(monkeypatch, tmp_path):
+    path = tmp_path / "lm.prototxt"
+    path.write_text(str(lm_net(T=5, N=3, V=5, H=6)))
+    losses = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(2)
+        sp = tmp_path / "solver.prototxt"
+        sp.write_text(f'net: "{path}" base_lr: 0.3 momentum: 0.9 lr_policy: "fixed" '
+                      'max_iter: 10 display: 0 random_seed: 2')
+        s = caffe.SGDSolver(str(sp))
+        s.net.share_buffers = True
+        run = []
+        for it in range(6):
+            _feed(s.net, it)
+            s.step(1)
+            run.append(float(s.net.blobs["loss"].data))
+        losses.append(run)
+        assert bool(s.net.plan.sequences) == fuse
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+def test_a_looked_up_intermediate_blob_keeps_the_per_step_layers(monkeypatch):
+    param = lm_net(T=5, N=2, V=4, H=6)
+    monkeypatch.setattr(ExecutionPlan, "fuse_sequences", True)
+    vals = []
+    for share in (False, True):
+        caffe.set_random_seed(0)
+        net = caffe.Net(param, caffe.TRAIN)
+        net.share_buffers = share
+        c2 = net.blobs["lstm1_c_t2"]  # looked up before the first pass: kept
+        _feed(net, 0)
+        net.forward_prefilled()
+        assert net.plan.sequences == []
+        vals.append(c2.data.copy())
+    np.testing.assert_array_equal(vals[1], vals[0])
+    assert np.abs(vals[0]).max() > 0
+
+
+def test_looking_up_a_blob_the_step_skipped_raises_once(monkeypatch):
+    monkeypatch.setattr(ExecutionPlan, "fuse_sequences", True)
+    net = caffe.Net(lm_net(T=5, N=2, V=4, H=6), caffe.TRAIN)
+    net.share_buffers = True
+    _feed(net)
+    net.forward()
+    assert net.plan.sequences
+    with pytest.raises(NetError, match="lstm1_gate_input_t3"):
+        net.blobs["lstm1_gate_input_t3"]  # noqa: B018
+    net.forward()  # per-step layers for that recurrence from now on
+    assert net.plan.sequences == []
+    g = net.blobs["lstm1_gate_input_t3"].data
+    assert np.abs(g).max() > 0
+    # A partial pass that would read a skipped blob is refused too.
+    net2 = caffe.Net(lm_net(T=5, N=2, V=4, H=6), caffe.TRAIN)
+    net2.share_buffers = True
+    _feed(net2)
+    net2.forward()
+    with pytest.raises(NetError, match="shares its array"):
+        net2.forward(start="lstm1_unit_t3")
+
+
+def test_outputs_written_by_the_step(monkeypatch):
+    """h (every step, through the Concat) and the last c are the engine's."""
+    param = lm_net(T=6, N=3, V=4, H=5)
+    vals = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(4)
+        net = caffe.Net(param, caffe.TRAIN)
+        net.share_buffers = True
+        h, c, h3 = net.blobs["h1"], net.blobs["lstm1_c_t6"], net.blobs["lstm1_h_t3"]
+        _feed(net, 1)
+        net.forward()
+        vals.append((h.data.copy(), c.data.copy(), h3.data.copy()))
+        assert bool(net.plan.sequences) == fuse
+    for x, y in zip(*vals, strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)
+
+
+def _states_net(T=5, N=2, V=4, H=6, reverse=False, force=False):
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label, ns.h0, ns.c0 = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N]),
+               dict(dim=[1, N, H]), dict(dim=[1, N, H])], ntop=5)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="lstm1", weight_filler=FILLER,
+             states=[ns.h0, ns.c0], reverse=reverse, ns=ns)
+    ns.h1 = r.output
+    ns.logits = L.InnerProduct(ns.h1, axis=2, num_output=V, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    p = ns.to_proto()
+    p.force_backward = force
+    return p
+
+
+@pytest.mark.parametrize("case", ["states", "states-with-gradient", "reverse"])
+def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
+    param = _states_net(reverse=case == "reverse", force=case == "states-with-gradient")
+    nets = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(0)
+        net = caffe.Net(param, caffe.TRAIN)
+        net.share_buffers = True
+        for k, name in enumerate(("h0", "c0")):
+            net.blobs[name].data[...] = 0.1 * (k + 1)
+        _feed(net, 3)
+        net.blobs["cont"].data[0] = 1  # the given states count
+        net.forward()
+        net.backward()
+        nets.append(net)
+    a, b = nets
+    # Given states are the layer's math (no gradient into them unless forced).
+    assert bool(b.plan.sequences) == (case == "states")
+    for name in ("h1", "loss"):
+        np.testing.assert_allclose(b.blobs[name].data, a.blobs[name].data, rtol=1e-5,
+                                   atol=1e-7)
+    if case == "states-with-gradient":
+        assert np.abs(a.blobs["c0"].diff).max() > 0
+        for name in ("h0", "c0"):
+            np.testing.assert_allclose(b.blobs[name].diff, a.blobs[name].diff,
+                                       rtol=1e-5, atol=1e-8)
+    for pa, pb in zip(a.learnable_params, b.learnable_params, strict=True):
+        np.testing.assert_allclose(pb.diff, pa.diff, rtol=1e-4, atol=1e-7)
+
+
+def test_plan_building_draws_no_random_numbers(monkeypatch):
+    """A Dropout after the LSTM draws the same masks with and without the
+    recurrence recognised."""
+    T, N, V, H = 5, 3, 4, 6
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="lstm1", weight_filler=FILLER, ns=ns)
+    ns.d = L.Dropout(r.output, dropout_ratio=0.5)
+    ns.logits = L.InnerProduct(ns.d, axis=2, num_output=V, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    _assert_close_training(ns.to_proto(), monkeypatch)
+
+
+def test_without_a_fast_engine_nothing_is_recognised(monkeypatch):
+    monkeypatch.setattr(sequence, "usable", lambda xp: False)
+    net = caffe.Net(lm_net(), caffe.TRAIN)
+    net.share_buffers = True
+    _feed(net)
+    net.forward()
+    assert net.plan.sequences == []
+
+
+def test_sharing_off_leaves_the_layers_alone():
+    net = caffe.Net(lm_net(), caffe.TRAIN)
+    net.share_buffers = False
+    _feed(net)
+    net.forward()
+    assert net.plan.sequences == []
+    assert net.shared_blob_names == []
