@@ -50,6 +50,8 @@ class ExecutionPlan:
             dead = set().union(*(s.internal for s in self.sequences))
             self.sharing = plan_sharing(net, graph, self.order, self.groups,
                                         self.chains, self.xp, outside, dead)
+            if dead:
+                self.layout.forget(dead)
         else:
             self.sharing = Sharing()
         # Re-share aliases (Split/Reshape/Flatten tops) onto the new memory.

@@ -69,6 +69,20 @@ class Layout:
         self.data_rows = {b: (stacks[sid], k) for b, (sid, k) in self.data_at.items()}
         self.diff_rows = {b: (stacks[sid], k) for b, (sid, k) in self.diff_at.items()}
 
+    def forget(self, ids) -> None:
+        """Drop blob ids (and the stacks only they used) from the tables:
+        their arrays were handed back (:mod:`.sharing`'s dead blobs)."""
+        for table, rows in ((self.data_at, self.data_rows),
+                            (self.diff_at, self.diff_rows)):
+            for b in ids:
+                table.pop(b, None)
+                rows.pop(b, None)
+        used = {sid for table in (self.data_at, self.diff_at)
+                for sid, _ in table.values()}
+        for sid in range(len(self.stacks)):
+            if sid not in used:
+                self.stacks[sid] = None
+
     def _new_stack(self, T, count, dtype) -> int:
         self.stacks.append(self.xp.zeros((T, count), dtype=dtype))
         return len(self.stacks) - 1

@@ -119,7 +119,7 @@ class Sharing:
                     is buf]
             if not mine:
                 continue
-            own = buf.copy()
+            own = buf[: max(b.count for b in mine)].copy()
             for b in mine:
                 if kind == "data":
                     b.set_buffers(data=own)
@@ -171,10 +171,7 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
         if keep.intersection(ids):
             continue
         if dead.issuperset(ids):
-            b0 = net.blob_list[ids[0]]
-            if _owned(b0, "data") and all(net.blob_list[b]._dbuf is b0._dbuf
-                                          for b in ids):
-                dead_data.append(ids)
+            dead_data.extend(_alias_sets(net, ids, "data"))
             continue
         span = _data_span(net, graph, ids, reads, known, fpos, bpos)
         if span is not None:
@@ -186,14 +183,17 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
         if blob._gbuf is not None:
             key = id(_root(blob._gbuf))
             diff_users[key] = diff_users.get(key, 0) + 1
+    diff_roots: dict[int, list[int]] = {}
+    for bid, blob in enumerate(net.blob_list):
+        if blob._gbuf is not None:
+            diff_roots.setdefault(id(_root(blob._gbuf)), []).append(bid)
+    for ids in diff_roots.values():
+        if dead.issuperset(ids) and not keep.intersection(ids):
+            dead_diff.extend(_alias_sets(net, ids, "diff"))
     diff_spans = []
     for bid, blob in enumerate(net.blob_list):
-        if bid in keep or (blob._gbuf is not None
-                           and diff_users[id(_root(blob._gbuf))] != 1):
-            continue
-        if bid in dead:
-            if blob._gbuf is not None and _owned(blob, "diff"):
-                dead_diff.append([bid])
+        if bid in dead or bid in keep or (
+                blob._gbuf is not None and diff_users[id(_root(blob._gbuf))] != 1):
             continue
         span = _diff_span(net, graph, bid, reads, known, bpos)
         if span is not None:
@@ -329,17 +329,30 @@ def _assign(net, graph, kind, spans, sharing) -> None:
         ids_out.update(ids)
 
 
+def _alias_sets(net, ids, kind) -> list[list[int]]:
+    """``ids`` (blobs whose ``kind`` arrays share one root: a blob, its
+    Split tops, views of its rows) split into sets pointing at the same
+    buffer object (a blob and its Split tops)."""
+    sets: dict[int, list[int]] = {}
+    for b in ids:
+        buf = net.blob_list[b]._dbuf if kind == "data" else net.blob_list[b]._gbuf
+        if buf is not None and net.blob_list[b].count > 0:
+            sets.setdefault(id(buf), []).append(b)
+    return list(sets.values())
+
+
 def _drop(net, kind, id_sets, sharing) -> None:
-    """Point every set of blob ids at one array per (dtype, size): their
-    values are never computed."""
+    """Point every set of blob ids at one array per dtype (the largest they
+    need): their values are never computed, and the arrays they held (a
+    stack and its rows included) are freed."""
     ids_out = sharing.data_ids if kind == "data" else sharing.diff_ids
-    first: dict[tuple, object] = {}
+    size: dict = {}
     for ids in id_sets:
         b0 = net.blob_list[ids[0]]
-        key = (b0.dtype, b0.count)
-        if key not in first:
-            first[key] = b0._dbuf if kind == "data" else b0._gbuf
-        buf = first[key]
+        size[b0.dtype] = max(size.get(b0.dtype, 0), b0.count)
+    bufs = {dt: np.zeros(n, dtype=dt) for dt, n in size.items()}
+    for ids in id_sets:
+        buf = bufs[net.blob_list[ids[0]].dtype]
         _point(net, kind, ids, buf)
         sharing.groups.append((kind, buf, [net.blob_list[b] for b in ids]))
         ids_out.update(ids)
