@@ -273,3 +273,35 @@ def test_sharing_off_leaves_the_layers_alone():
     net.forward()
     assert net.plan.sequences == []
     assert net.shared_blob_names == []
+
+
+def test_a_new_batch_size_makes_a_new_engine(monkeypatch):
+    """N changes with the inputs: the plan (and its engine) is made again and
+    still matches the per-step layers."""
+    T, V, H = 5, 4, 6
+    param = _states_net(T=T, N=2, V=V, H=H)
+    outs = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(6)
+        net = caffe.Net(param, caffe.TRAIN)
+        net.share_buffers = True
+        h = net.blobs["h1"]
+        run = []
+        for n in (2, 3):
+            for name, shape in (("x", (T, n, V)), ("cont", (T, n)), ("label", (T, n)),
+                                ("h0", (1, n, H)), ("c0", (1, n, H))):
+                net.blobs[name].reshape(*shape)
+            net.blobs["h0"].data[...] = 0.2
+            net.blobs["c0"].data[...] = -0.1
+            _feed(net, n)
+            net.forward()
+            net.backward()
+            assert bool(net.plan.sequences) == fuse
+            assert net.plan.sequences == [] or net.plan.sequences[0].N == n
+            run.append((h.data.copy(), [p.diff.copy() for p in net.learnable_params]))
+        outs.append(run)
+    for (ha, ga), (hb, gb) in zip(*outs, strict=True):
+        np.testing.assert_allclose(hb, ha, rtol=1e-5, atol=1e-7)
+        for x, y in zip(ga, gb, strict=True):
+            np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-7)
