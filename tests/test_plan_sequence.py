@@ -298,10 +298,33 @@ def test_a_new_batch_size_makes_a_new_engine(monkeypatch):
             net.forward()
             net.backward()
             assert bool(net.plan.sequences) == fuse
-            assert net.plan.sequences == [] or net.plan.sequences[0].N == n
+            assert [s.N for s in net.plan.sequences] == ([n] if fuse else [])
             run.append((h.data.copy(), [p.diff.copy() for p in net.learnable_params]))
         outs.append(run)
     for (ha, ga), (hb, gb) in zip(*outs, strict=True):
         np.testing.assert_allclose(hb, ha, rtol=1e-5, atol=1e-7)
         for x, y in zip(ga, gb, strict=True):
             np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-7)
+
+
+def test_the_unroll_commands_prototxt(monkeypatch):
+    """A net read from prototxt (``recaffe unroll --cell lstm``'s output):
+    the pattern is found by the layers, not by their names."""
+    from pathlib import Path  # noqa: PLC0415
+
+    path = str(Path(__file__).parent / "golden" / "unrolled_lstm_T3.prototxt")
+    outs = []
+    for fuse in (False, True):
+        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+        caffe.set_random_seed(1)
+        net = caffe.Net(path, caffe.TEST)
+        net.share_buffers = True
+        rng = np.random.default_rng(0)
+        net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
+        net.blobs["cont"].data[...] = 1
+        out = net.forward()
+        assert len(net.plan.sequences) == int(fuse)
+        outs.append({k: v.copy() for k, v in out.items()})
+    assert set(outs[0]) == {"lstm_h", "lstm_c_t3"}
+    for k, v in outs[0].items():
+        np.testing.assert_allclose(outs[1][k], v, rtol=1e-5, atol=1e-7)
