@@ -4,7 +4,8 @@ The package's parts, each usable alone: :mod:`.graph` (who writes and reads
 each blob, layer dependencies), :mod:`.batching` (time-batched groups and the
 schedule), :mod:`.layout` (stacked memory, shared diffs), :mod:`.kernels`
 (recurrent-path kernels), :mod:`.sharing` (blobs sharing arrays, off by
-default), :mod:`.steps` (building the step lists),
+default), :mod:`.sequence` (an unrolled LSTM run as one step, with sharing
+on), :mod:`.steps` (building the step lists),
 :mod:`.watch` (the shape watch) and :mod:`.core` (the plan itself).
 
 The plain way to run a net walks ``net.layers`` and calls each layer's
