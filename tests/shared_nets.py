@@ -121,3 +121,36 @@ def unrolled_lm(T=6, N=3, V=5, H=7, layers=1, cell="lstm", train=True):
     else:
         ns.prob = L.Softmax(ns.logits, axis=2)
     return ns.to_proto()
+
+
+def feed_lm(net, seed=0, boundary=True):
+    """Random inputs for an :func:`unrolled_lm` (or any net with ``x`` (T, N,
+    V), ``cont`` (T, N) and maybe ``label``): every sequence starts at step
+    0, and with ``boundary`` stream 0 starts another one halfway."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    T, N = net.blobs["cont"].shape
+    V = net.blobs["x"].shape[2]
+    net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
+    cont = np.ones((T, N), np.float32)
+    cont[0] = 0
+    if boundary:
+        cont[T // 2, 0] = 0  # a sequence boundary inside the batch
+    net.blobs["cont"].data[...] = cont
+    if "label" in net.blobs:
+        net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
+
+
+def sgd_steps(net, steps=3, lr=0.5, feed=feed_lm):
+    """``steps`` plain SGD steps on ``net`` (``feed(net, step)`` first each
+    time); returns the losses."""
+    losses = []
+    for it in range(steps):
+        feed(net, it)
+        net.clear_param_diffs()
+        losses.append(net.forward_prefilled())
+        net.backward_all()
+        for p in net.learnable_params:
+            p.data -= lr * p.diff
+    return losses

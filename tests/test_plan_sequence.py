@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shared_nets import FILLER
+from shared_nets import FILLER, feed_lm, sgd_steps
 from shared_nets import unrolled_lm as lm_net
 
 import recaffe as caffe
@@ -41,33 +41,22 @@ def engine(request, monkeypatch):
 
 
 def _feed(net, seed=0, boundary=False):
-    rng = np.random.default_rng(seed)
-    T, N = net.blobs["cont"].shape
-    V = net.blobs["x"].shape[2]
-    net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
-    cont = np.ones((T, N), np.float32)
-    cont[0] = 0
-    if boundary:
-        cont[T // 2, 0] = 0  # a sequence boundary inside the batch
-    net.blobs["cont"].data[...] = cont
-    if "label" in net.blobs:
-        net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
+    feed_lm(net, seed, boundary)
+
+
+def _net(param, fuse, monkeypatch, phase=caffe.TRAIN, seed=0):
+    """``param`` built with the recurrence recognised (``fuse``) or left to
+    the per-step layers, from one seed, with sharing on."""
+    monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
+    caffe.set_random_seed(seed)
+    net = caffe.Net(param, phase)
+    net.share_buffers = True
+    return net
 
 
 def _train(param, fuse, monkeypatch, steps=3, lr=0.5, boundary=False):
-    monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-    caffe.set_random_seed(0)
-    net = caffe.Net(param, caffe.TRAIN)
-    net.share_buffers = True
-    losses = []
-    for it in range(steps):
-        _feed(net, it, boundary)
-        net.clear_param_diffs()
-        losses.append(net.forward_prefilled())
-        net.backward_all()
-        for p in net.learnable_params:
-            p.data -= lr * p.diff
-    return net, losses
+    net = _net(param, fuse, monkeypatch, caffe.TRAIN, 0)
+    return net, sgd_steps(net, steps, lr, lambda n, it: _feed(n, it, boundary))
 
 
 def _assert_close_training(param, monkeypatch, boundary=False, steps=3):
@@ -104,10 +93,7 @@ def test_forward_only_net_outputs(engine, monkeypatch):
     param = lm_net(T=6, N=3, V=5, H=8, layers=2, train=False)
     outs = []
     for fuse in (False, True):
-        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-        caffe.set_random_seed(1)
-        net = caffe.Net(param, caffe.TEST)
-        net.share_buffers = True
+        net = _net(param, fuse, monkeypatch, caffe.TEST, 1)
         prob = net.blobs["prob"]
         _feed(net, 2)
         net.forward()
@@ -184,10 +170,7 @@ def test_outputs_written_by_the_step(monkeypatch):
     param = lm_net(T=6, N=3, V=4, H=5)
     vals = []
     for fuse in (False, True):
-        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-        caffe.set_random_seed(4)
-        net = caffe.Net(param, caffe.TRAIN)
-        net.share_buffers = True
+        net = _net(param, fuse, monkeypatch, caffe.TRAIN, 4)
         h, c, h3 = net.blobs["h1"], net.blobs["lstm1_c_t6"], net.blobs["lstm1_h_t3"]
         _feed(net, 1)
         net.forward()
@@ -217,10 +200,7 @@ def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
     param = _states_net(reverse=case == "reverse", force=case == "states-with-gradient")
     nets = []
     for fuse in (False, True):
-        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-        caffe.set_random_seed(0)
-        net = caffe.Net(param, caffe.TRAIN)
-        net.share_buffers = True
+        net = _net(param, fuse, monkeypatch, caffe.TRAIN, 0)
         for k, name in enumerate(("h0", "c0")):
             net.blobs[name].data[...] = 0.1 * (k + 1)
         _feed(net, 3)
@@ -282,10 +262,7 @@ def test_a_new_batch_size_makes_a_new_engine(monkeypatch):
     param = _states_net(T=T, N=2, V=V, H=H)
     outs = []
     for fuse in (False, True):
-        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-        caffe.set_random_seed(6)
-        net = caffe.Net(param, caffe.TRAIN)
-        net.share_buffers = True
+        net = _net(param, fuse, monkeypatch, caffe.TRAIN, 6)
         h = net.blobs["h1"]
         run = []
         for n in (2, 3):
@@ -315,10 +292,7 @@ def test_the_unroll_commands_prototxt(monkeypatch):
     path = str(Path(__file__).parent / "golden" / "unrolled_lstm_T3.prototxt")
     outs = []
     for fuse in (False, True):
-        monkeypatch.setattr(ExecutionPlan, "fuse_sequences", fuse)
-        caffe.set_random_seed(1)
-        net = caffe.Net(path, caffe.TEST)
-        net.share_buffers = True
+        net = _net(path, fuse, monkeypatch, caffe.TEST, 1)
         rng = np.random.default_rng(0)
         net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
         net.blobs["cont"].data[...] = 1

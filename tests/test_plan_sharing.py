@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shared_nets import FILLER
+from shared_nets import FILLER, sgd_steps
+from shared_nets import feed_lm as _feed
 from shared_nets import unrolled_lm as lm_net
 
 import recaffe as caffe
@@ -28,32 +29,11 @@ def _no_sequences(monkeypatch):
     monkeypatch.setattr(ExecutionPlan, "fuse_sequences", False)
 
 
-def _feed(net, seed=0):
-    rng = np.random.default_rng(seed)
-    T, N = net.blobs["cont"].shape
-    V = net.blobs["x"].shape[2]
-    net.blobs["x"].data[...] = rng.normal(size=net.blobs["x"].shape)
-    cont = np.ones((T, N), np.float32)
-    cont[0] = 0
-    cont[T // 2, 0] = 0  # a sequence boundary inside the batch
-    net.blobs["cont"].data[...] = cont
-    if "label" in net.blobs:
-        net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
-
-
 def _train(param, share, steps=3, lr=0.5):
     caffe.set_random_seed(0)
     net = caffe.Net(param, caffe.TRAIN)
     net.share_buffers = share
-    losses = []
-    for it in range(steps):
-        _feed(net, it)
-        net.clear_param_diffs()
-        losses.append(net.forward_prefilled())
-        net.backward_all()
-        for p in net.learnable_params:
-            p.data -= lr * p.diff
-    return net, losses
+    return net, sgd_steps(net, steps, lr)
 
 
 def _assert_same_training(param, steps=3):
