@@ -139,7 +139,7 @@ def feed_lm(net, seed=0, boundary=True):
         cont[T // 2, 0] = 0  # a sequence boundary inside the batch
     net.blobs["cont"].data[...] = cont
     if "label" in net.blobs:
-        net.blobs["label"].data[...] = rng.integers(0, V, (T, N))
+        net.blobs["label"].data[...] = rng.integers(0, V, net.blobs["label"].shape)
 
 
 def sgd_steps(net, steps=3, lr=0.5, feed=feed_lm):

@@ -302,3 +302,47 @@ def test_the_unroll_commands_prototxt(monkeypatch):
     assert set(outs[0]) == {"lstm_h", "lstm_c_t3"}
     for k, v in outs[0].items():
         np.testing.assert_allclose(outs[1][k], v, rtol=1e-5, atol=1e-7)
+
+
+def _classifier(T=6, N=3, V=5, H=7, C=4):
+    """Many-to-one: the last step's h only (no Concat) -> InnerProduct ->
+    SoftmaxWithLoss over N labels."""
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[1, N])], ntop=3)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="lstm1", weight_filler=FILLER,
+             return_last=True, ns=ns)
+    ns.h_T = r.output
+    ns.logits = L.InnerProduct(ns.h_T, axis=2, num_output=C, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    return ns.to_proto()
+
+
+def _feed_classifier(net, seed, boundary=False):
+    feed_lm(net, seed, boundary)
+    rng = np.random.default_rng(seed)
+    net.blobs["label"].data[...] = rng.integers(0, 4, net.blobs["label"].shape)
+
+
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-reset", "reset"])
+def test_a_classifier_reading_only_the_last_h(boundary, engine, monkeypatch):
+    param = _classifier()
+    runs = []
+    for fuse in (False, True):
+        net = _net(param, fuse, monkeypatch)
+        losses = sgd_steps(net, 3, 0.5, lambda n, it: _feed_classifier(n, it, boundary))
+        # a second backward after one forward sees the same gradients
+        net.clear_param_diffs()
+        net.backward()
+        grads = [p.diff.copy() for p in net.learnable_params]
+        net.clear_param_diffs()
+        net.backward()
+        for g, p in zip(grads, net.learnable_params, strict=True):
+            np.testing.assert_array_equal(p.diff, g)
+        runs.append((losses, grads, [p.data.copy() for p in net.learnable_params]))
+        assert [s.name for s in net.plan.sequences] == (
+            ["lstm1_x_transform .. lstm1_unit_t6"] if fuse else [])
+    (la, ga, pa), (lb, gb, pb) = runs
+    np.testing.assert_allclose(lb, la, rtol=2e-5)
+    for x, y in zip(ga + pa, gb + pb, strict=True):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-6)

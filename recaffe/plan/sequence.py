@@ -13,8 +13,9 @@ whole-sequence loop): one call for the T steps of the forward and one for
 the backward, instead of about ten small layers per step.
 
 What the step writes: the Concat's top (every ``h_t``: the Concat's bottoms
-are views of its rows), the last ``c_T``, the input's diff and the three
-parameters' diffs (added, as the layers would). What it does not: the
+are views of its rows), or in a net that reads only the last ``h_T`` (no
+Concat: a sequence classifier) that one; the last ``c_T``, the input's diff
+and the three parameters' diffs (added, as the layers would). What it does not: the
 per-step blobs in between (gate inputs, ``W_hc h_{t-1}``, ``c_t`` before the
 last, the input projection). It is therefore used only where a plan may
 drop intermediate values, with ``Net.share_buffers`` on: those blobs then
@@ -78,8 +79,16 @@ class LSTMSequence:
         eng.impl = "fused"
         blobs = net.blob_list
         self.bottoms = [blobs[p["x"]], blobs[p["cont"]], blobs[p["h0"]], blobs[p["c0"]]]
-        y = blobs[p["y"]]
-        self.tops = [y, Blob((1, self.N, self.H), dtype=y.dtype), blobs[p["cT"]]]
+        h_t = blobs[p["hT"]]
+        if p["y"] is not None:  # every h_t: the Concat's top
+            y = blobs[p["y"]]
+            self._last_only = False
+            self.tops = [y, Blob((1, self.N, self.H), dtype=y.dtype), blobs[p["cT"]]]
+        else:  # h_T alone: every h_t in an array of the step's own
+            y = Blob((self.T, self.N, self.H), dtype=h_t.dtype)
+            y.diff[...] = 0  # only the last row ever gets a gradient
+            self._last_only = True
+            self.tops = [y, h_t, blobs[p["cT"]]]
         eng.SetUp(self.bottoms, self.tops)
         eng.blobs = BlobVec([_owner_blob(net, p["x_transform"], 0),
                              _owner_blob(net, p["x_transform"], 1),
@@ -96,7 +105,10 @@ class LSTMSequence:
         self.engine.forward(self.bottoms, self.tops)
 
     def backward(self, _t, _pd, _b) -> None:
-        self.engine.backward(self.tops, self.propagate_down, self.bottoms)
+        tops = self.tops
+        if self._last_only:
+            tops[0].diff[-1] = tops[1].diff[0]
+        self.engine.backward(tops, self.propagate_down, self.bottoms)
 
 
 def usable(xp) -> bool:
@@ -175,6 +187,7 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
     w_owner = None
     ppd = None
     last_unit = None
+    mode = None
     for k in range(T):
         xk = net.top_ids[sl][k]
         internal.add(xk)
@@ -241,57 +254,73 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         internal.update((hc_id, r_id, g_id))
         transforms.append(r)
         # h_t: the next step's Scale and the Concat (through a two-top Split),
-        # or the Concat alone at the last step; c_t: the next unit alone.
+        # or the Concat alone at the last step ("concat"); or the next
+        # step's Scale alone, and anything at the last step ("last": a
+        # many-to-one net reading h_T only). c_t: the next unit alone.
         if k < T - 1:
-            sp = _only_reader(graph, h_id, "Split", net)
-            if sp is None or len(net.top_ids[sp]) != 2:
-                return None
-            a, b = net.top_ids[sp]
-            if _only_reader(graph, b, "Concat", net) is None:
-                a, b = b, a
-            c_reader = _only_reader(graph, b, "Concat", net)
-            nxt = _only_reader(graph, a, "Scale", net)
-            if c_reader is None or nxt is None or net.bottom_ids[nxt][0] != a:
-                return None
-            members.append(sp)
-            internal.add(a)
-            concat_bottoms.append(b)
-            if _only_reader(graph, c_id) is None or \
-                    layers[_only_reader(graph, c_id)].type != "LSTMUnit":
+            nxt = _only_reader(graph, h_id, "Scale", net)
+            if nxt is not None and mode in (None, "last"):
+                mode = "last"
+                internal.add(h_id)
+            else:
+                sp = _only_reader(graph, h_id, "Split", net)
+                if mode == "last" or sp is None or len(net.top_ids[sp]) != 2:
+                    return None
+                mode = "concat"
+                a, b = net.top_ids[sp]
+                if _only_reader(graph, b, "Concat", net) is None:
+                    a, b = b, a
+                c_reader = _only_reader(graph, b, "Concat", net)
+                nxt = _only_reader(graph, a, "Scale", net)
+                if c_reader is None or nxt is None or net.bottom_ids[nxt][0] != a:
+                    return None
+                members.append(sp)
+                internal.add(a)
+                concat_bottoms.append(b)
+            c_next = _only_reader(graph, c_id)
+            if c_next is None or layers[c_next].type != "LSTMUnit":
                 return None
             internal.add(c_id)
         else:
-            if _only_reader(graph, h_id, "Concat", net) is None:
-                return None
-            concat_bottoms.append(h_id)
+            if mode == "concat":
+                if _only_reader(graph, h_id, "Concat", net) is None:
+                    return None
+                concat_bottoms.append(h_id)
             for rd in graph.readers.get(c_id, []):
                 j = net.bottom_ids[rd].index(c_id)
                 if lnb[rd] and bnb[rd][j]:
                     return None  # a gradient into c_T: not the layer's math
             last_unit = unit
         h_prev, c_prev = h_id, c_id
-    concat = graph.readers[concat_bottoms[0]][0]
-    if list(net.bottom_ids[concat]) != concat_bottoms or layers[concat].axis != 0:
-        return None
-    y_id = net.top_ids[concat][0]
-    y = blobs[y_id]
-    if y.shape != (T, N, H) or blobs[graph.producer[root]].dtype != dtype:
+    if blobs[graph.producer[root]].dtype != dtype:
         return None
     cont_id = net.bottom_ids[cont_slice][0]
     if blobs[cont_id].shape != (T, N):
         return None
-    # The Concat's bottoms must be its top's rows (data, and diff where
-    # backward runs): the engine writes and reads the top only.
-    step = N * H * y.data.itemsize
     need_bwd = any(lnb[m] for m in members)
-    for k, b in enumerate(concat_bottoms):
-        if _address(blobs[graph.data_root(b)].data) != _address(y.data) + k * step:
+    y_id = None
+    if mode == "concat":
+        concat = graph.readers[concat_bottoms[0]][0]
+        if list(net.bottom_ids[concat]) != concat_bottoms or layers[concat].axis != 0:
             return None
-        if need_bwd and _address(blobs[b].diff) != _address(y.diff) + k * step:
+        y_id = net.top_ids[concat][0]
+        y = blobs[y_id]
+        if y.shape != (T, N, H):
             return None
+        # The Concat's bottoms must be its top's rows (data, and diff where
+        # backward runs): the engine writes and reads the top only.
+        step = N * H * y.data.itemsize
+        for k, b in enumerate(concat_bottoms):
+            if _address(blobs[graph.data_root(b)].data) != \
+                    _address(y.data) + k * step:
+                return None
+            if need_bwd and _address(blobs[b].diff) != _address(y.diff) + k * step:
+                return None
     need_dx = bool(lnb[u] and bnb[u][0])
-    external = {x_id, cont_id, h0, c0, y_id, c_prev, *concat_bottoms}
+    external = {x_id, cont_id, h0, c0, h_prev, c_prev, *concat_bottoms}
+    if y_id is not None:
+        external.add(y_id)
     parts = dict(x_transform=u, last_unit=last_unit, T=T, N=N, H=H, x=x_id,
-                 cont=cont_id, h0=h0, c0=c0, y=y_id, cT=c_prev, transforms=transforms,
-                 need_dx=need_dx, external=external)
+                 cont=cont_id, h0=h0, c0=c0, y=y_id, hT=h_prev, cT=c_prev,
+                 transforms=transforms, need_dx=need_dx, external=external)
     return LSTMSequence(net, members, internal - external, parts)
