@@ -217,3 +217,32 @@ def test_overlap_switch_off(monkeypatch):
     assert [s for s, _, _ in comm.starts] == [per_pass] * len(dp.reducer.buckets)
     assert comm.steps == per_pass
     assert dp.reducer.early == 0
+
+
+def _unrolled_lstm_text(T=5, N=4, V=3, H=6) -> str:
+    from recaffe import layers as L  # noqa: PLC0415
+    from recaffe.net_spec import NetSpec  # noqa: PLC0415
+    from recaffe.recurrent.cells.lstm import lstm  # noqa: PLC0415
+
+    ns = NetSpec()
+    ns.x, ns.y = L.DummyData(shape=[dict(dim=[T, N, V]), dict(dim=[T, N, V])],
+                             data_filler=[dict(type="gaussian", std=1)] * 2, ntop=2)
+    ns.cont = L.DummyData(shape=dict(dim=[T, N]),
+                          data_filler=dict(type="constant", value=1))
+    ns.h = lstm(ns.x, ns.cont, T, H, N=N, name="lstm1", ns=ns).output
+    ns.out = L.InnerProduct(ns.h, axis=2, num_output=V,
+                            weight_filler=dict(type="gaussian", std=0.3))
+    ns.loss = L.EuclideanLoss(ns.out, ns.y)
+    return str(ns.to_proto())
+
+
+@pytest.mark.parametrize("iter_size", [1, 2])
+def test_an_unrolled_lstm_run_as_one_step(iter_size, monkeypatch):
+    """With sharing on, the recurrence's backward is one plan step that
+    writes all three LSTM parameters' gradients: their buckets start after
+    it, never before, and training matches a single process."""
+    monkeypatch.setenv("RECAFFE_SHARE_BUFFERS", "1")
+    comm, dp, per_pass, grads = _run(_unrolled_lstm_text(), iter_size=iter_size)
+    assert dp.solver.net.plan.sequences  # (the recurrence is one step)
+    _check_final(comm, dp, grads)
+    assert [s for s, _, _ in comm.starts][-1] == iter_size * per_pass
