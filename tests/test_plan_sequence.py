@@ -195,9 +195,11 @@ def _states_net(T=5, N=2, V=4, H=6, reverse=False, force=False):
     return p
 
 
-@pytest.mark.parametrize("case", ["states", "states-with-gradient", "reverse"])
+@pytest.mark.parametrize("case", ["states", "force-backward", "reverse"])
 def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
-    param = _states_net(reverse=case == "reverse", force=case == "states-with-gradient")
+    """Given states run as one step; ``force_backward`` (a gradient into
+    cont, which the engine has not) and a reversed cell stay per step."""
+    param = _states_net(reverse=case == "reverse", force=case == "force-backward")
     nets = []
     for fuse in (False, True):
         net = _net(param, fuse, monkeypatch, caffe.TRAIN, 0)
@@ -209,12 +211,11 @@ def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
         net.backward()
         nets.append(net)
     a, b = nets
-    # Given states are the layer's math (no gradient into them unless forced).
     assert bool(b.plan.sequences) == (case == "states")
     for name in ("h1", "loss"):
         np.testing.assert_allclose(b.blobs[name].data, a.blobs[name].data, rtol=1e-5,
                                    atol=1e-7)
-    if case == "states-with-gradient":
+    if case == "force-backward":
         assert np.abs(a.blobs["c0"].diff).max() > 0
         for name in ("h0", "c0"):
             np.testing.assert_allclose(b.blobs[name].diff, a.blobs[name].diff,
@@ -346,3 +347,58 @@ def test_a_classifier_reading_only_the_last_h(boundary, engine, monkeypatch):
     np.testing.assert_allclose(lb, la, rtol=2e-5)
     for x, y in zip(ga + pa, gb + pb, strict=True):
         np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-6)
+
+
+def _seq2seq(T=5, T2=4, N=3, V=5, H=6, enc_output=True):
+    """An encoder LSTM whose final states start a decoder LSTM: gradients
+    flow into the decoder's initial states and out of the encoder's final
+    ones (its h_T through a Split; with ``enc_output`` its every h feeds a
+    loss of its own too)."""
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.x2, ns.cont2, ns.label = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T2, N, V]),
+               dict(dim=[T2, N]), dict(dim=[T2, N])], ntop=5)
+    enc = lstm(ns.x, ns.cont, T, H, N=N, name="enc", weight_filler=FILLER, ns=ns)
+    dec = lstm(ns.x2, ns.cont2, T2, H, name="dec", weight_filler=FILLER,
+               states=list(enc.states), ns=ns)
+    ns.h_dec = dec.output
+    ns.logits = L.InnerProduct(ns.h_dec, axis=2, num_output=V, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    if enc_output:
+        ns.h_enc = enc.output
+        ns.enc_loss = L.Reduction(ns.h_enc, operation=4, loss_weight=0.5)  # MEAN
+    return ns.to_proto()
+
+
+def _feed_seq2seq(net, seed, boundary=False):
+    rng = np.random.default_rng(seed)
+    for x, cont in (("x", "cont"), ("x2", "cont2")):
+        net.blobs[x].data[...] = rng.normal(size=net.blobs[x].shape)
+        c = np.ones(net.blobs[cont].shape, np.float32)
+        if x == "x":
+            c[0] = 0
+        if boundary:
+            c[c.shape[0] // 2, 0] = 0
+        net.blobs[cont].data[...] = c
+    net.blobs["label"].data[...] = rng.integers(0, 5, net.blobs["label"].shape)
+
+
+@pytest.mark.parametrize("enc_output", [True, False], ids=["enc-h-used", "states-only"])
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-reset", "reset"])
+def test_gradients_through_the_states_of_a_seq2seq(enc_output, boundary, engine,
+                                                   monkeypatch):
+    param = _seq2seq(enc_output=enc_output)
+    runs = []
+    for fuse in (False, True):
+        net = _net(param, fuse, monkeypatch)
+        losses = sgd_steps(net, 3, 0.3, lambda n, it: _feed_seq2seq(n, it, boundary))
+        runs.append((losses, [p.diff.copy() for p in net.learnable_params],
+                     [p.data.copy() for p in net.learnable_params]))
+        names = [s.name for s in net.plan.sequences]
+        assert names == (["enc_x_transform .. enc_unit_t5",
+                          "dec_x_transform .. dec_unit_t4"] if fuse else [])
+    (la, ga, pa), (lb, gb, pb) = runs
+    np.testing.assert_allclose(lb, la, rtol=2e-5)
+    for x, y in zip(ga + pa, gb + pb, strict=True):
+        scale = float(np.abs(x).max()) + 1e-12
+        np.testing.assert_allclose(y, x, rtol=0, atol=1e-4 * scale)

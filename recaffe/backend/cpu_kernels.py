@@ -514,9 +514,10 @@ def _lstm_seq_forward(gemm, gemv, one, half, w, x, add, cont, acts, cs, tc, src,
 
 def _lstm_seq_backward(gemm, gemv, one, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
                        dtt):
-    """The whole backward loop: ``dg`` (4H, T, N) for every step."""
+    """The whole backward loop: ``dg`` (4H, T, N) for every step; ``dc``
+    (H, N) comes in as the gradient reaching the last cell state (the caller
+    sets it, zero for the layer) and goes out as the first one's."""
     t_ = acts.shape[0]
-    dc[...] = 0
     for t in range(t_ - 1, -1, -1):
         nxt = t + 1 < t_
         backward_step(acts[t], cs[t], tc[t], dtop[t], dht, cont[t + 1 if nxt else t],
@@ -694,7 +695,8 @@ def lstm_seq_forward(fns, w, x, add, cont, acts, cs, tc, src, hout, ht, keep: bo
 
 
 def lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht, dc, dtt) -> None:
-    """The backward loop over all steps (float32 or float64)."""
+    """The backward loop over all steps (float32 or float64); ``dc`` in: the
+    last cell state's gradient, out: the initial one's."""
     _bind_helpers()
     _get("lstm_seq_backward", 0)(fns[0], fns[1], dg.dtype.type(1.0), w_hc, acts, cs, tc,
                                  dtop, cont, dg, dht, dc, dtt)

@@ -673,11 +673,13 @@ class LSTMTraining(_LSTMPrimitives):
                                "y": self.y, "hT": st["hT"], "cT": st["cT"]})
         return self.y, st["hT"], st["cT"]
 
-    def backward(self, x, w_xc, b_c, w_hc, dy, dx, grads) -> None:
+    def backward(self, x, w_xc, b_c, w_hc, dy, dx, grads, dc_t=None) -> None:
         """After :meth:`forward` on the same ``x`` and weights: ``dx`` (or
         None) := dL/dx for the top's diff ``dy``; ``grads`` maps "wx", "wh",
         "b" to Caffe's gradient arrays that get the weights' gradients added
-        (a missing key: not wanted). No gradient flows to the initial states."""
+        (a missing key: not wanted). ``dc_t`` (N, H): a gradient reaching the
+        final cell state (None: zero). The initial states' gradients are
+        left for :meth:`initial_state_diffs`."""
         st = self._states
         if dx is None:
             if self._dx is None:
@@ -691,7 +693,8 @@ class LSTMTraining(_LSTMPrimitives):
             "x": x, "h0": st["h0"], "c0": st["c0"], "b": self._bperm, "y": self.y,
             "hT": st["hT"], "cT": st["cT"], "dx": dx, "dh0": st["dh0"],
             "dc0": st["dc0"], "db": self._db, "dy": dy, "dhT": st["zero"],
-            "dcT": st["zero"]})
+            "dcT": st["zero"] if dc_t is None else
+            np.ascontiguousarray(dc_t, dtype=np.float32)})
         for key, (src_off, dst_off), src, dst, prim, args in self._acc:
             if key in grads:
                 self._point(src, self._dw[key], src_off)
@@ -701,6 +704,12 @@ class LSTMTraining(_LSTMPrimitives):
         if "b" in grads:
             for caffe, dnnl in _gate_rows(self.shape[3]):
                 grads["b"][caffe] += self._db[dnnl]
+
+    def initial_state_diffs(self):
+        """Copies of the last :meth:`backward`'s gradients of the initial
+        states it started from (h_0 and c_0, (N, H) each)."""
+        st = self._states
+        return st["dh0"].copy(), st["dc0"].copy()
 
 
 class PackedMatmul(_Primitives):

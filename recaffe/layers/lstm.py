@@ -209,6 +209,28 @@ class LSTMLayer(RecurrentLayer):
         else:
             self._backward_generic(top, propagate_down, bottom)
 
+    # -- gradients through the states (the execution plan's engine) -----------------
+    #: For :mod:`recaffe.plan.sequence` only (Caffe's layer has no gradient
+    #: through its states): None, or (the last cell state's gradient (N, H)
+    #: or None, whether to keep the initial states' gradients).
+    _through_states = None
+
+    def backward_through_states(self, top, propagate_down, bottom, dc_last=None,
+                                initial=False):
+        """Backward as :meth:`backward` (CPU), but starting from ``dc_last``
+        (N, H), the gradient reaching the final cell state, and with
+        ``initial`` leaving the gradients of the initial states in
+        ``self.initial_state_diffs`` (``(dh_0, dc_0)``, (N, H) each, cont
+        applied): what an unrolled net's per-step layers compute. Not
+        Caffe's ``LSTM`` layer, whose states pass no gradient: the execution
+        plan runs unrolled LSTMs through this."""
+        self._through_states = (dc_last, bool(initial))
+        self.initial_state_diffs = None
+        try:
+            self.backward(top, propagate_down, bottom)
+        finally:
+            self._through_states = None
+
     # -- numpy: gate-major -----------------------------------------------------------
     # A step's one GEMM is [W_hc | W_xc] [h~ | x_t]^T -> (4H, N), written
     # straight into the step's gate block: with the weights as stored this is
@@ -424,8 +446,16 @@ class LSTMLayer(RecurrentLayer):
             if on:
                 grads[{"W_xc": "wx", "W_hc": "wh", "b_c": "b"}[name]] = blob.diff
         dx = bottom[0].diff.reshape(t_, n, self.Dx) if propagate_down[0] else None
-        self._dnnl_train.backward(bottom[0].data.reshape(t_, n, self.Dx), w_xc, b_c,
-                                  w_hc, top[0].diff.reshape(t_, n, self.H), dx, grads)
+        through = self._through_states
+        dc_t = None if through is None else through[0]
+        prim = self._dnnl_train
+        prim.backward(bottom[0].data.reshape(t_, n, self.Dx), w_xc, b_c, w_hc,
+                      top[0].diff.reshape(t_, n, self.H), dx, grads, dc_t)
+        if through is not None and through[1]:
+            # The primitive started from cont_0 h_0 and cont_0 c_0.
+            c0 = bottom[1].data[0].astype(np.float32)[:, None]
+            dh0, dc0 = prim.initial_state_diffs()
+            self.initial_state_diffs = (dh0 * c0, dc0 * c0)
 
     def _backward_cpu(self, top, propagate_down, bottom):
         t_, h = self.T, self.H
@@ -437,12 +467,16 @@ class LSTMLayer(RecurrentLayer):
         cont = bottom[1].data
         fns = cpu_kernels.sequence_blas(w_hc, acts, cs, tc, dtop, cont, dg, dht, dc,
                                         dtt)
+        through = self._through_states
+        if through is None or through[0] is None:
+            dc[...] = 0
+        else:
+            dc[...] = through[0].T
         if fns is not None:  # the whole loop compiled (no transcendentals: any dtype)
             cpu_kernels.lstm_seq_backward(fns, w_hc, acts, cs, tc, dtop, cont, dg, dht,
                                           dc, dtt)
         else:
             fast = cpu_kernels.usable(np, acts, dtop, dht, cont)
-            dc[...] = 0
             for t in range(t_ - 1, -1, -1):
                 nxt = t + 1 < t_
                 cn = cont[t + 1 if nxt else t]
@@ -462,6 +496,12 @@ class LSTMLayer(RecurrentLayer):
                     np.multiply(dcv, f, out=dc)
                 if t > 0:
                     blas.matmul(w_hc.T, dg[:, t], out=dht)
+        if through is not None and through[1]:
+            # h~_0 = cont_0 h_0 fed the first product; c_0's gradient is
+            # what the loop carried out of the first step (f holds cont).
+            dh0 = blas.matmul(w_hc.T, dg[:, 0]).T
+            dh0 *= cont[0][:, None]
+            self.initial_state_diffs = (dh0, dc.T.copy())
         dg2 = dg.reshape(4 * h, t_ * self.N)
         # row sums as a GEMV: BLAS's threads, one read of dG
         db = blas.matmul(dg2, self._ones)[:, 0]

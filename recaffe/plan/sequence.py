@@ -23,10 +23,14 @@ count as shared (their arrays are dropped, a script looking one up gets a
 NetError once and keeps it from the next pass on, which leaves that
 recurrence to the per-step layers).
 
-A recurrence is taken only where the engine computes the same gradients as
-the layers: no gradient into ``h_0``, ``c_0`` or ``cont``, and none into
-``c_T`` from later layers; every intermediate blob read only inside the
-recurrence; the Concat's bottoms viewed as its top's rows. Anything else runs
+Gradients flow through the states as the per-step layers pass them: into
+``h_0`` and ``c_0`` where they need one (a decoder started from an
+encoder's final states), and from ``c_T`` and from other readers of ``h_T``
+into the last step (:meth:`recaffe.layers.lstm.LSTMLayer.
+backward_through_states`). A recurrence is taken only where the engine
+computes what the layers would: no gradient into ``cont``; every
+intermediate blob read only inside the recurrence; the Concat's bottoms
+viewed as its top's rows; steps running forward in time. Anything else runs
 step by step, as before.
 """
 
@@ -80,15 +84,22 @@ class LSTMSequence:
         blobs = net.blob_list
         self.bottoms = [blobs[p["x"]], blobs[p["cont"]], blobs[p["h0"]], blobs[p["c0"]]]
         h_t = blobs[p["hT"]]
+        self._c_t = blobs[p["cT"]]
+        self._h_extra = [blobs[b] for b in p["h_extra"]]
+        self._concat_diff = None
         if p["y"] is not None:  # every h_t: the Concat's top
             y = blobs[p["y"]]
             self._last_only = False
-            self.tops = [y, Blob((1, self.N, self.H), dtype=y.dtype), blobs[p["cT"]]]
+            if self._h_extra:  # the top's diff plus h_T's other gradients
+                self._concat_diff = y
+                y = Blob(y.shape, dtype=y.dtype)
+                y.share_data(self._concat_diff)
+            self.tops = [y, Blob((1, self.N, self.H), dtype=y.dtype), self._c_t]
         else:  # h_T alone: every h_t in an array of the step's own
             y = Blob((self.T, self.N, self.H), dtype=h_t.dtype)
             y.diff[...] = 0  # only the last row ever gets a gradient
             self._last_only = True
-            self.tops = [y, h_t, blobs[p["cT"]]]
+            self.tops = [y, h_t, self._c_t]
         eng.SetUp(self.bottoms, self.tops)
         eng.blobs = BlobVec([_owner_blob(net, p["x_transform"], 0),
                              _owner_blob(net, p["x_transform"], 1),
@@ -105,10 +116,24 @@ class LSTMSequence:
         self.engine.forward(self.bottoms, self.tops)
 
     def backward(self, _t, _pd, _b) -> None:
-        tops = self.tops
+        tops, p = self.tops, self._parts
         if self._last_only:
             tops[0].diff[-1] = tops[1].diff[0]
-        self.engine.backward(tops, self.propagate_down, self.bottoms)
+        elif self._concat_diff is not None:
+            dy = tops[0].diff
+            np.copyto(dy, self._concat_diff.diff)
+            for b in self._h_extra:
+                dy[-1] += b.diff[0]
+        initial = p["want_h0"] or p["want_c0"]
+        # As the per-step units do, the last one reads c_T's diff as it is.
+        self.engine.backward_through_states(tops, self.propagate_down, self.bottoms,
+                                            self._c_t.diff[0], initial)
+        if initial:
+            dh0, dc0 = self.engine.initial_state_diffs
+            if p["want_h0"]:
+                self.bottoms[2].diff[0] = dh0
+            if p["want_c0"]:
+                self.bottoms[3].diff[0] = dc0
 
 
 def usable(xp) -> bool:
@@ -188,6 +213,8 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
     ppd = None
     last_unit = None
     mode = None
+    want_h0 = want_c0 = False
+    h_extra: list[int] = []
     for k in range(T):
         xk = net.top_ids[sl][k]
         internal.add(xk)
@@ -241,12 +268,13 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
             return None
         c_id, h_id = net.top_ids[unit]
         if k == 0:
-            h0, c0 = graph.data_root(hp_id), graph.data_root(cp_id)
-            if bnb[s][0] or bnb[unit][0] or blobs[h0].shape != (1, N, H) or \
-                    blobs[c0].shape != (1, N, H):
+            # The initial states as the first Scale and unit read them (a
+            # Split's tops: their diffs are these layers' to write).
+            h0, c0 = hp_id, cp_id
+            if blobs[h0].shape != (1, N, H) or blobs[c0].shape != (1, N, H):
                 return None
-            if hp_id != h0:  # through Splits: the Scale's top must be the only user
-                return None
+            want_h0 = bool(lnb[s] and bnb[s][0])
+            want_c0 = bool(lnb[unit] and bnb[unit][0])
         else:
             if graph.data_root(hp_id) != h_prev or cp_id != c_prev:
                 return None
@@ -282,14 +310,22 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
                 return None
             internal.add(c_id)
         else:
-            if mode == "concat":
-                if _only_reader(graph, h_id, "Concat", net) is None:
-                    return None
+            if mode == "concat" and \
+                    _only_reader(graph, h_id, "Concat", net) is not None:
                 concat_bottoms.append(h_id)
-            for rd in graph.readers.get(c_id, []):
-                j = net.bottom_ids[rd].index(c_id)
-                if lnb[rd] and bnb[rd][j]:
-                    return None  # a gradient into c_T: not the layer's math
+            elif mode == "concat":
+                # h_T also read elsewhere (a state carried on): the Split's
+                # other tops bring their gradients to the last step.
+                sp = _only_reader(graph, h_id, "Split", net)
+                if sp is None:
+                    return None
+                to_concat = [b for b in net.top_ids[sp]
+                             if _only_reader(graph, b, "Concat", net) is not None]
+                if len(to_concat) != 1:
+                    return None
+                members.append(sp)
+                concat_bottoms.append(to_concat[0])
+                h_extra = [b for b in net.top_ids[sp] if b != to_concat[0]]
             last_unit = unit
         h_prev, c_prev = h_id, c_id
     if blobs[graph.producer[root]].dtype != dtype:
@@ -308,19 +344,22 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         if y.shape != (T, N, H):
             return None
         # The Concat's bottoms must be its top's rows (data, and diff where
-        # backward runs): the engine writes and reads the top only.
+        # its backward runs; else nothing writes either diff): the engine
+        # writes and reads the top only.
         step = N * H * y.data.itemsize
+        rows_diff = need_bwd and lnb[concat]
         for k, b in enumerate(concat_bottoms):
             if _address(blobs[graph.data_root(b)].data) != \
                     _address(y.data) + k * step:
                 return None
-            if need_bwd and _address(blobs[b].diff) != _address(y.diff) + k * step:
+            if rows_diff and _address(blobs[b].diff) != _address(y.diff) + k * step:
                 return None
     need_dx = bool(lnb[u] and bnb[u][0])
-    external = {x_id, cont_id, h0, c0, h_prev, c_prev, *concat_bottoms}
+    external = {x_id, cont_id, h0, c0, h_prev, c_prev, *concat_bottoms, *h_extra}
     if y_id is not None:
         external.add(y_id)
     parts = dict(x_transform=u, last_unit=last_unit, T=T, N=N, H=H, x=x_id,
                  cont=cont_id, h0=h0, c0=c0, y=y_id, hT=h_prev, cT=c_prev,
+                 h_extra=h_extra, want_h0=want_h0, want_c0=want_c0,
                  transforms=transforms, need_dx=need_dx, external=external)
     return LSTMSequence(net, members, internal - external, parts)
