@@ -196,9 +196,9 @@ def _states_net(T=5, N=2, V=4, H=6, reverse=False, force=False):
 
 
 @pytest.mark.parametrize("case", ["states", "force-backward", "reverse"])
-def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
-    """Given states run as one step; ``force_backward`` (a gradient into
-    cont, which the engine has not) and a reversed cell stay per step."""
+def test_given_states_reversed_cells_and_forced_gradients(case, monkeypatch):
+    """Given states and a reversed cell run as one step; ``force_backward``
+    (a gradient into cont, which the engine has not) stays per step."""
     param = _states_net(reverse=case == "reverse", force=case == "force-backward")
     nets = []
     for fuse in (False, True):
@@ -211,7 +211,7 @@ def test_what_the_engine_does_not_compute_stays_per_step(case, monkeypatch):
         net.backward()
         nets.append(net)
     a, b = nets
-    assert bool(b.plan.sequences) == (case == "states")
+    assert bool(b.plan.sequences) == (case != "force-backward")
     for name in ("h1", "loss"):
         np.testing.assert_allclose(b.blobs[name].data, a.blobs[name].data, rtol=1e-5,
                                    atol=1e-7)
@@ -402,3 +402,60 @@ def test_gradients_through_the_states_of_a_seq2seq(enc_output, boundary, engine,
     for x, y in zip(ga + pa, gb + pb, strict=True):
         scale = float(np.abs(x).max()) + 1e-12
         np.testing.assert_allclose(y, x, rtol=0, atol=1e-4 * scale)
+
+
+def _bidirectional_lm(T=6, N=3, V=5, H=6):
+    """Two stacked bidirectional LSTM layers (the second one's input needs a
+    gradient, which the reversed engine hands back in time order)."""
+    from recaffe.recurrent.cells import bidirectional  # noqa: PLC0415
+    from recaffe.recurrent.cells.lstm import LSTMCell  # noqa: PLC0415
+
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
+    b1 = bidirectional(LSTMCell(H, "f1", FILLER), LSTMCell(H, "r1", FILLER), ns.x, T,
+                       cont=ns.cont, N=N, name="bi1", ns=ns)
+    b2 = bidirectional(LSTMCell(H, "f2", FILLER), LSTMCell(H, "r2", FILLER),
+                       b1.output, T, cont=ns.cont, N=N, name="bi2", ns=ns)
+    ns.logits = L.InnerProduct(b2.output, axis=2, num_output=V, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    return ns.to_proto()
+
+
+@pytest.mark.parametrize("boundary", [False, True], ids=["no-reset", "reset"])
+def test_stacked_bidirectional_lstms(boundary, engine, monkeypatch):
+    _, b = _assert_close_training(_bidirectional_lm(), monkeypatch, boundary)
+    names = [s.name for s in b.plan.sequences]
+    assert sorted(names) == [f"{c}_x_transform .. {c}_unit_t{t}"
+                             for c, t in (("f1", 6), ("f2", 6), ("r1", 1), ("r2", 1))]
+    dnnl = engine == "onednn" and not boundary
+    assert all(s.engine._by_onednn == dnnl for s in b.plan.sequences)
+
+
+def test_reversed_classifier_and_forward_only(monkeypatch):
+    """A reversed cell read only at its last step (t = 1), trained; and the
+    bidirectional net forward-only."""
+    T, N, V, H = 5, 3, 4, 6
+    ns = caffe.NetSpec()
+    ns.x, ns.cont, ns.label = L.Input(
+        shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[1, N])], ntop=3)
+    r = lstm(ns.x, ns.cont, T, H, N=N, name="lstm1", weight_filler=FILLER,
+             reverse=True, return_last=True, ns=ns)
+    ns.logits = L.InnerProduct(r.output, axis=2, num_output=V, weight_filler=FILLER)
+    ns.loss = L.SoftmaxWithLoss(ns.logits, ns.label, softmax_param=dict(axis=2))
+    _, b = _assert_close_training(ns.to_proto(), monkeypatch, boundary=True)
+    assert [s.name for s in b.plan.sequences] == ["lstm1_x_transform .. lstm1_unit_t1"]
+
+    param = _bidirectional_lm()
+    param.layer[0].input_param.shape.pop()  # no label: TEST phase, no loss
+    param.layer[0].top.pop()
+    del param.layer[-1]
+    outs = []
+    for fuse in (False, True):
+        net = _net(param, fuse, monkeypatch, caffe.TEST, 3)
+        logits = net.blobs["logits"]
+        _feed(net, 1, boundary=True)
+        net.forward()
+        outs.append(logits.data.copy())
+        assert len(net.plan.sequences) == 4 * fuse
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)

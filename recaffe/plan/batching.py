@@ -92,10 +92,12 @@ def signature(net, graph, i: int):
             tuple(net.blob_list[b].dtype for b in bids))
 
 
-def find_groups(net, graph, deps) -> tuple[list[Group], list[list[int]]]:
+def find_groups(net, graph, deps, exclude=frozenset()) -> tuple[list[Group],
+                                                               list[list[int]]]:
     """(groups, chains): the time-batched groups, and the sets of InnerProducts
     that share parameters and need weight gradients but depend on each other
-    (the recurrent path; their weight gradients may still be batched)."""
+    (the recurrent path; their weight gradients may still be batched). Layers
+    in ``exclude`` join no group."""
     n = len(net.layers_list)
     buckets: dict[object, list[int]] = {}
     for i in range(n):
@@ -120,7 +122,7 @@ def find_groups(net, graph, deps) -> tuple[list[Group], list[list[int]]]:
         chosen: list[int] = []
         mask = 0
         for m in members:
-            if anc[m] & mask:
+            if m in exclude or anc[m] & mask:
                 continue
             if any(anc[c] >> m & 1 for c in chosen):
                 continue

@@ -32,16 +32,19 @@ class ExecutionPlan:
         self.producer, self.writers, self.readers = (
             graph.producer, graph.writers, graph.readers)
         deps = dependencies(net)
+        # LSTM recurrences run as one step (:mod:`.sequence`): only where
+        # intermediate values may be dropped (``share``). Their layers join
+        # no time-batched group.
+        found = sequence.find_sequences(net, graph, keep=set(keep)) if (
+            share and self.fuse_sequences and sequence.usable(self.xp)) else []
         self.groups, self.chains = [], []
         if time_batching:
-            self.groups, self.chains = find_groups(net, graph, deps)
+            self.groups, self.chains = find_groups(
+                net, graph, deps, {m for seq in found for m in seq.members})
         self.layout = Layout(net, graph, self.groups, self.xp, self.chains)
         self.aliased_sums = self.layout.aliased_sums
         self.data_rows, self.diff_rows = self.layout.data_rows, self.layout.diff_rows
-        #: LSTM recurrences run as one step (:mod:`.sequence`): only where
-        #: intermediate values may be dropped (``share``).
-        self.sequences = (self._find_sequences(deps, keep)
-                          if share and self.fuse_sequences else [])
+        self.sequences = self._fitting_sequences(deps, found)
         self.order = schedule(deps, self.groups, [s.members for s in self.sequences])
         #: Blobs sharing arrays (:mod:`.sharing`; none unless ``share``; never
         #: the blob ids in ``keep``).
@@ -59,13 +62,13 @@ class ExecutionPlan:
         self.sync()
         self._build_steps()
 
-    def _find_sequences(self, deps, keep) -> list:
-        if not sequence.usable(self.xp):
-            return []
-        grouped = {m for g in self.groups for m in g.members}
+    def _fitting_sequences(self, deps, found) -> list:
+        """The recurrences in ``found`` whose Concat rows the layout made and
+        whose layers can run one after another, with their engines made."""
         kept = []
-        for seq in sequence.find_sequences(self.net, self.graph, grouped, set(keep)):
-            if runs_fit(deps, self.groups, [s.members for s in kept + [seq]]):
+        for seq in found:
+            if seq.rows_ok() and runs_fit(deps, self.groups,
+                                          [s.members for s in kept + [seq]]):
                 kept.append(seq)
         for seq in kept:
             seq.build()

@@ -30,8 +30,9 @@ into the last step (:meth:`recaffe.layers.lstm.LSTMLayer.
 backward_through_states`). A recurrence is taken only where the engine
 computes what the layers would: no gradient into ``cont``; every
 intermediate blob read only inside the recurrence; the Concat's bottoms
-viewed as its top's rows; steps running forward in time. Anything else runs
-step by step, as before.
+viewed as its top's rows. A reversed cell (steps from T down to 1, step t
+reading cont_{t+1}) runs as the same engine over the reversed input, with
+cont shifted by one step. Anything else runs step by step, as before.
 """
 
 from __future__ import annotations
@@ -66,6 +67,22 @@ class LSTMSequence:
         """Blob ids the step reads or writes (kept out of buffer sharing)."""
         return set(self._parts["external"])
 
+    def rows_ok(self) -> bool:
+        """Whether the Concat's bottoms are its top's rows (data, and diff
+        where its backward runs; else nothing writes either diff), as the
+        plan's layout made them: the step writes and reads the top only."""
+        p = self._parts
+        if p["y"] is None:
+            return True
+        blobs = self.net.blob_list
+        y = blobs[p["y"]]
+        step = self.N * self.H * y.data.itemsize
+        for k, b in enumerate(p["rows"]):
+            if _address(blobs[b].data) != _address(y.data) + k * step:
+                return False
+        return all(_address(blobs[b].diff) == _address(y.diff) + k * step
+                   for k, b in enumerate(p["rows_diff"]))
+
     def build(self) -> None:
         """Make the engine: an ``LSTM`` layer (fused implementation, exposed
         states) on the recurrence's blobs and the net's parameter blobs."""
@@ -82,24 +99,34 @@ class LSTMSequence:
         eng = LSTMLayer(lp, net.phase)
         eng.impl = "fused"
         blobs = net.blob_list
-        self.bottoms = [blobs[p["x"]], blobs[p["cont"]], blobs[p["h0"]], blobs[p["c0"]]]
-        h_t = blobs[p["hT"]]
+        T, N, H = self.T, self.N, self.H
+        x, cont, h_t = blobs[p["x"]], blobs[p["cont"]], blobs[p["hT"]]
+        self._x, self._cont = x, cont
         self._c_t = blobs[p["cT"]]
         self._h_extra = [blobs[b] for b in p["h_extra"]]
-        self._concat_diff = None
-        if p["y"] is not None:  # every h_t: the Concat's top
-            y = blobs[p["y"]]
-            self._last_only = False
-            if self._h_extra:  # the top's diff plus h_T's other gradients
-                self._concat_diff = y
-                y = Blob(y.shape, dtype=y.dtype)
-                y.share_data(self._concat_diff)
-            self.tops = [y, Blob((1, self.N, self.H), dtype=y.dtype), self._c_t]
-        else:  # h_T alone: every h_t in an array of the step's own
-            y = Blob((self.T, self.N, self.H), dtype=h_t.dtype)
-            y.diff[...] = 0  # only the last row ever gets a gradient
-            self._last_only = True
-            self.tops = [y, h_t, self._c_t]
+        self._reverse = p["reverse"]
+        if self._reverse:
+            # The engine runs forward in time: it gets the input and cont
+            # reversed (a reversed step at t reads cont_{t+1}, the first 1).
+            x, cont = Blob(x.shape, dtype=x.dtype), Blob(cont.shape, dtype=cont.dtype)
+            cont.data[0] = 1
+        self.bottoms = [x, cont, blobs[p["h0"]], blobs[p["c0"]]]
+        #: The Concat's top (None: only h_T is read), and whether the engine
+        #: writes into it and reads its diff itself.
+        self._concat = blobs[p["y"]] if p["y"] is not None else None
+        self._direct = self._concat is not None and not self._reverse and \
+            not self._h_extra
+        self.need_backward = any(net.layer_need_backward[m] for m in self.members)
+        if self._direct:
+            y = self._concat
+        else:
+            y = Blob((T, N, H), dtype=h_t.dtype)
+            if self.need_backward:
+                y.diff[...] = 0  # (h_T alone: only the last row gets a gradient)
+            if self._concat is not None and not self._reverse:
+                y.share_data(self._concat)
+        top_h = h_t if self._concat is None else Blob((1, N, H), dtype=y.dtype)
+        self.tops = [y, top_h, self._c_t]
         eng.SetUp(self.bottoms, self.tops)
         eng.blobs = BlobVec([_owner_blob(net, p["x_transform"], 0),
                              _owner_blob(net, p["x_transform"], 1),
@@ -107,27 +134,34 @@ class LSTMSequence:
         ppd_x = net.layers_list[p["x_transform"]].param_propagate_down
         ppd_h = net.layers_list[p["transforms"][0]].param_propagate_down
         eng.param_propagate_down = [bool(ppd_x[0]), bool(ppd_x[1]), bool(ppd_h[0])]
-        self.need_backward = any(net.layer_need_backward[m] for m in self.members)
         eng.forward_only = not self.need_backward
         self.propagate_down = [p["need_dx"], False, False, False]
         self.engine = eng
 
     def forward(self, _b, _t) -> None:
+        if self._reverse:
+            np.copyto(self.bottoms[0].data, self._x.data[::-1])
+            self.bottoms[1].data[1:] = self._cont.data[:0:-1]
         self.engine.forward(self.bottoms, self.tops)
+        if self._reverse and self._concat is not None:
+            np.copyto(self._concat.data, self.tops[0].data[::-1])
 
     def backward(self, _t, _pd, _b) -> None:
         tops, p = self.tops, self._parts
-        if self._last_only:
-            tops[0].diff[-1] = tops[1].diff[0]
-        elif self._concat_diff is not None:
-            dy = tops[0].diff
-            np.copyto(dy, self._concat_diff.diff)
+        dy = tops[0].diff
+        if self._concat is None:
+            dy[-1] = tops[1].diff[0]
+        elif not self._direct:
+            cd = self._concat.diff
+            np.copyto(dy, cd[::-1] if self._reverse else cd)
             for b in self._h_extra:
                 dy[-1] += b.diff[0]
         initial = p["want_h0"] or p["want_c0"]
         # As the per-step units do, the last one reads c_T's diff as it is.
         self.engine.backward_through_states(tops, self.propagate_down, self.bottoms,
                                             self._c_t.diff[0], initial)
+        if self._reverse and self.propagate_down[0]:
+            np.copyto(self._x.diff, self.bottoms[0].diff[::-1])
         if initial:
             dh0, dc0 = self.engine.initial_state_diffs
             if p["want_h0"]:
@@ -170,8 +204,9 @@ def _address(arr) -> int:
 def find_sequences(net, graph, skip=frozenset(),
                    keep=frozenset()) -> list[LSTMSequence]:
     """The LSTM recurrences of ``net`` the engine can run (see the module
-    text); layers in ``skip`` (time-batched groups) and blob ids in ``keep``
-    (looked up by a script) stay with the per-step layers."""
+    text; their Concat's rows are checked once the plan's layout is made:
+    :meth:`LSTMSequence.rows_ok`); layers in ``skip`` and blob ids in
+    ``keep`` (looked up by a script) stay with the per-step layers."""
     out = []
     for u, layer in enumerate(net.layers_list):
         if layer.type != "InnerProduct":
@@ -184,8 +219,24 @@ def find_sequences(net, graph, skip=frozenset(),
     return out
 
 
-def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checked in order
-    """The recurrence whose input projection is InnerProduct ``u``, or None."""
+def _match(net, graph, u):
+    """The recurrence whose input projection is InnerProduct ``u``, running
+    forward in time or (a reversed cell) backward, or None."""
+    return _match_direction(net, graph, u, False) or \
+        _match_direction(net, graph, u, True)
+
+
+def _constant_one(layer) -> bool:
+    """A Power layer whose output is 1 whatever its input (the reversed
+    cell's cont for its first step)."""
+    p = layer.layer_param.power_param
+    return layer.type == "Power" and p.scale == 0 and p.shift == 1
+
+
+def _match_direction(net, graph, u, reverse):  # noqa: C901, PLR0911, PLR0912, PLR0915
+    """:func:`_match` for one direction: the steps take the Slice's rows
+    0, 1, ... or (``reverse``) T-1, T-2, ...; a reversed step at time t
+    reads cont_{t+1}, and the first one (t = T) a constant 1."""
     layers, blobs = net.layers_list, net.blob_list
     bnb, lnb = net.bottom_need_backward, net.layer_need_backward
     proj = layers[u]
@@ -215,7 +266,7 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
     mode = None
     want_h0 = want_c0 = False
     h_extra: list[int] = []
-    for k in range(T):
+    for i, k in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
         xk = net.top_ids[sl][k]
         internal.add(xk)
         e = _only_reader(graph, xk, "Eltwise", net)
@@ -259,15 +310,21 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         if graph.data_root(cu_id) != root or bnb[s][1]:
             return None
         cs = graph.producer.get(root)
-        if cs is None or layers[cs].type != "Slice" or layers[cs].axis != 0 or \
-                net.top_ids[cs].index(root) != k or len(net.top_ids[cs]) != T:
-            return None
-        if cont_slice is None:
-            cont_slice = cs
-        elif cs != cont_slice:
-            return None
+        if reverse and i == 0:
+            if cs is None or not _constant_one(layers[cs]) or \
+                    blobs[root].shape != (1, N):
+                return None
+        else:
+            row = k + 1 if reverse else k
+            if cs is None or layers[cs].type != "Slice" or layers[cs].axis != 0 or \
+                    net.top_ids[cs].index(root) != row or len(net.top_ids[cs]) != T:
+                return None
+            if cont_slice is None:
+                cont_slice = cs
+            elif cs != cont_slice:
+                return None
         c_id, h_id = net.top_ids[unit]
-        if k == 0:
+        if i == 0:
             # The initial states as the first Scale and unit read them (a
             # Split's tops: their diffs are these layers' to write).
             h0, c0 = hp_id, cp_id
@@ -285,7 +342,7 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         # or the Concat alone at the last step ("concat"); or the next
         # step's Scale alone, and anything at the last step ("last": a
         # many-to-one net reading h_T only). c_t: the next unit alone.
-        if k < T - 1:
+        if i < T - 1:
             nxt = _only_reader(graph, h_id, "Scale", net)
             if nxt is not None and mode in (None, "last"):
                 mode = "last"
@@ -335,6 +392,9 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         return None
     need_bwd = any(lnb[m] for m in members)
     y_id = None
+    rows_diff = False
+    if reverse:
+        concat_bottoms.reverse()  # (time order)
     if mode == "concat":
         concat = graph.readers[concat_bottoms[0]][0]
         if list(net.bottom_ids[concat]) != concat_bottoms or layers[concat].axis != 0:
@@ -343,17 +403,7 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
         y = blobs[y_id]
         if y.shape != (T, N, H):
             return None
-        # The Concat's bottoms must be its top's rows (data, and diff where
-        # its backward runs; else nothing writes either diff): the engine
-        # writes and reads the top only.
-        step = N * H * y.data.itemsize
         rows_diff = need_bwd and lnb[concat]
-        for k, b in enumerate(concat_bottoms):
-            if _address(blobs[graph.data_root(b)].data) != \
-                    _address(y.data) + k * step:
-                return None
-            if rows_diff and _address(blobs[b].diff) != _address(y.diff) + k * step:
-                return None
     need_dx = bool(lnb[u] and bnb[u][0])
     external = {x_id, cont_id, h0, c0, h_prev, c_prev, *concat_bottoms, *h_extra}
     if y_id is not None:
@@ -361,5 +411,7 @@ def _match(net, graph, u):  # noqa: C901, PLR0911, PLR0912 - one pattern, checke
     parts = dict(x_transform=u, last_unit=last_unit, T=T, N=N, H=H, x=x_id,
                  cont=cont_id, h0=h0, c0=c0, y=y_id, hT=h_prev, cT=c_prev,
                  h_extra=h_extra, want_h0=want_h0, want_c0=want_c0,
+                 reverse=reverse, rows=[graph.data_root(b) for b in concat_bottoms],
+                 rows_diff=concat_bottoms if rows_diff else [],
                  transforms=transforms, need_dx=need_dx, external=external)
     return LSTMSequence(net, members, internal - external, parts)
