@@ -281,10 +281,11 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
     @property
     def share_buffers(self) -> bool:
         """Whether the execution plan lets blobs whose values no later step
-        needs share arrays (:mod:`recaffe.plan.sharing`): less memory for
-        unrolled nets, but such a blob shows another step's values after a
-        pass. Off unless ``RECAFFE_SHARE_BUFFERS=1``; setting it drops the
-        current plan."""
+        needs share arrays (:mod:`recaffe.plan.sharing`) and runs unrolled
+        LSTMs as one step (:mod:`recaffe.plan.sequence`): less memory and
+        time for unrolled nets, but such a blob shows another step's values
+        after a pass. Off unless ``RECAFFE_SHARE_BUFFERS=1``; setting it
+        drops the current plan."""
         return self._share_buffers
 
     @share_buffers.setter
