@@ -15,9 +15,9 @@ the backward, instead of about ten small layers per step.
 What the step writes: the Concat's top (every ``h_t``: the Concat's bottoms
 are views of its rows), or in a net that reads only the last ``h_T`` (no
 Concat: a sequence classifier) that one; the last ``c_T``, the input's diff
-and the three parameters' diffs (added, as the layers would). What it does not: the
-per-step blobs in between (gate inputs, ``W_hc h_{t-1}``, ``c_t`` before the
-last, the input projection). It is therefore used only where a plan may
+and the three parameters' diffs (added, as the layers would). What it does
+not: the per-step blobs in between (gate inputs, ``W_hc h_{t-1}``, ``c_t``
+before the last, the input projection). It is therefore used only where a plan may
 drop intermediate values, with ``Net.share_buffers`` on: those blobs then
 count as shared (their arrays are dropped, a script looking one up gets a
 NetError once and keeps it from the next pass on, which leaves that
@@ -176,16 +176,16 @@ def usable(xp) -> bool:
     return xp is np and (onednn.available() or cpu_kernels.enabled(np))
 
 
-def _owner_blob(net, u: int, j: int):
-    pid = net.param_id_of[(u, j)]
-    owner = net.param_owners[pid]
-    return net.param_blobs[pid if owner < 0 else owner]
-
-
 def _param_owner(net, u: int, j: int) -> int:
+    """The id of the parameter that layer ``u``'s blob ``j`` shares (its own
+    where it shares none)."""
     pid = net.param_id_of[(u, j)]
     owner = net.param_owners[pid]
     return pid if owner < 0 else owner
+
+
+def _owner_blob(net, u: int, j: int):
+    return net.param_blobs[_param_owner(net, u, j)]
 
 
 def _only_reader(graph, bid, want_type=None, net=None):
@@ -201,19 +201,17 @@ def _address(arr) -> int:
     return arr.__array_interface__["data"][0]
 
 
-def find_sequences(net, graph, skip=frozenset(),
-                   keep=frozenset()) -> list[LSTMSequence]:
+def find_sequences(net, graph, keep=frozenset()) -> list[LSTMSequence]:
     """The LSTM recurrences of ``net`` the engine can run (see the module
     text; their Concat's rows are checked once the plan's layout is made:
-    :meth:`LSTMSequence.rows_ok`); layers in ``skip`` and blob ids in
-    ``keep`` (looked up by a script) stay with the per-step layers."""
+    :meth:`LSTMSequence.rows_ok`); a recurrence with one of the blob ids in
+    ``keep`` (looked up by a script) inside stays with the per-step layers."""
     out = []
     for u, layer in enumerate(net.layers_list):
         if layer.type != "InnerProduct":
             continue
         seq = _match(net, graph, u)
-        if seq is None or skip.intersection(seq.members) or \
-                keep.intersection(seq.internal):
+        if seq is None or keep.intersection(seq.internal):
             continue
         out.append(seq)
     return out
