@@ -459,3 +459,20 @@ def test_reversed_classifier_and_forward_only(monkeypatch):
         outs.append(logits.data.copy())
         assert len(net.plan.sequences) == 4 * fuse
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+
+
+def test_forward_asked_for_an_intermediate_blob(monkeypatch):
+    """``net.forward(blobs=[...])`` naming a blob the step skips gets its
+    values: the recurrence runs step by step for that pass on."""
+    param = lm_net(T=5, N=2, V=4, H=6)
+    ref = _net(param, False, monkeypatch)
+    ref.share_buffers = False
+    _feed(ref, 0)
+    want = ref.forward(blobs=["lstm1_c_t2"])["lstm1_c_t2"].copy()
+    net = _net(param, True, monkeypatch)
+    _feed(net, 0)
+    net.forward()
+    assert net.plan.sequences
+    got = net.forward(blobs=["lstm1_c_t2"])["lstm1_c_t2"]
+    assert net.plan.sequences == []
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
