@@ -82,7 +82,10 @@ class ExecutionPlan:
             self.net, self.groups) if self.xp is np else {}}
         chain_bwd: dict[int, object] = {}
         self.row_chains: list[list[int]] = []
+        fused = {m for seq in self.sequences for m in seq.members}
         for members in self.chains:
+            if fused.issuperset(members):
+                continue  # (their products run inside a recognised recurrence)
             rows = self._chain_rows_backward(members)
             if rows is not None:
                 chain_bwd.update(rows)

@@ -33,6 +33,7 @@ class Steps:
         # Per entry: the layer whose small-layer kernel it is, else None.
         fwd_kernel, bwd_kernel = [], []
         bwd_layer = []  # per backward entry: its layer (None for a group)
+        fused = {m for seq in sequences for m in seq.members}
         for u in order:
             if u < 0:
                 g = groups[-u - 1]
@@ -53,6 +54,15 @@ class Steps:
             if u in layout.viewed_slices:  # its tops are views: nothing to do
                 fwd.append((_nothing, b, t))
                 fwd_kernel.append(None)
+                continue
+            if u in fused:  # a place for the recurrence's step (fuse_sequence)
+                fwd.append((_nothing, b, t))
+                fwd_kernel.append(None)
+                if net.layer_need_backward[u] and u not in layout.aliased_sums:
+                    bwd.append((_nothing_back, t, net.bottom_need_backward[u], b))
+                    bwd_kernel.append(None)
+                    bwd_layer.append(u)
+                    bwd_steps.append(len(fwd) - 1)
                 continue
             losses = [(tb, w) for tb, w in zip(t, layer.loss_weights, strict=False)
                       if w != 0]
