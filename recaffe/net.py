@@ -278,6 +278,14 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         #: Blobs a script looked up (``net.blobs``): never shared.
         self._pinned: set[str] = set()
 
+    def param_owner(self, layer_index: int, j: int) -> int:
+        """The id (into ``param_blobs``) of the parameter that layer
+        ``layer_index``'s blob ``j`` is: its owner's where it shares one by
+        name, else its own."""
+        pid = self.param_id_of[(layer_index, j)]
+        owner = self.param_owners[pid]
+        return pid if owner < 0 else owner
+
     @property
     def share_buffers(self) -> bool:
         """Whether the execution plan lets blobs whose values no later step
@@ -292,6 +300,10 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
     def share_buffers(self, on: bool) -> None:
         self._share_buffers = bool(on)
         self._unshare_buffers()
+        self._drop_plan()
+
+    def _drop_plan(self) -> None:
+        """Forget the execution plan: the next full pass makes a new one."""
         self.plan = None
         self._plan_synced = True
         self._plan_forwarded = False
@@ -330,9 +342,7 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if not hit:
             return
         self._unshare_buffers()
-        self.plan = None
-        self._plan_synced = True
-        self._plan_forwarded = False
+        self._drop_plan()
         if not quiet:
             raise NetError(
                 f"blob '{hit[0]}' shared its array with other blobs during the "

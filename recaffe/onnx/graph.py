@@ -130,9 +130,7 @@ class Graph:
         """The initializer of ``view``'s j-th parameter blob, stored once per
         owner: every layer sharing it (by ParamSpec name) gets the same tensor."""
         net = self.net
-        pid = net.param_id_of[(view.index, j)]
-        owner = net.param_owners[pid]
-        owner = pid if owner < 0 else owner
+        owner = net.param_owner(view.index, j)
         name = self._param_names.get(owner)
         if name is None:
             li, bj = net.param_layer_indices[owner]

@@ -81,11 +81,7 @@ def signature(net, graph, i: int):
     key_lp.ClearField("name")
     key_lp.ClearField("bottom")
     key_lp.ClearField("top")
-    params = []
-    for j in range(len(layer.blobs)):
-        pid = net.param_id_of[(i, j)]
-        owner = net.param_owners[pid]
-        params.append(pid if owner < 0 else owner)
+    params = [net.param_owner(i, j) for j in range(len(layer.blobs))]
     return (lp.type, key_lp.SerializeToString(deterministic=True), tuple(params),
             shapes_b, shapes_t, tuple(net.bottom_need_backward[i]),
             net.layer_need_backward[i], tuple(layer.param_propagate_down),

@@ -187,12 +187,12 @@ class ExecutionPlan:
         net = self.net
         lines = []
         fused = {m: seq for seq in self.sequences for m in seq.members}
-        shown: set[int] = set()
+        shown: set = set()
         for u in self.order:
             if u in fused:
                 seq = fused[u]
-                if id(seq) not in shown:  # one line, at its first member
-                    shown.add(id(seq))
+                if seq not in shown:  # one line, at its first member
+                    shown.add(seq)
                     lines.append(f"LSTM sequence x{seq.T}: {seq.name}")
                 continue
             if u < 0:

@@ -124,9 +124,7 @@ def shared_weight_sets(net, grouped: set[int]) -> dict[int, tuple]:
         m, k, n = layer.M, layer.K, layer.N
         if not packed_pays(m, k, n):
             continue
-        pid = net.param_id_of[(u, 0)]
-        owner = net.param_owners[pid]
-        key = ("shared", owner if owner >= 0 else pid, m, k, n,
+        key = ("shared", net.param_owner(u, 0), m, k, n,
                bool(layer.transpose), bool(layer.bias_term))
         sets.setdefault(key, []).append(u)
     return {u: key for key, members in sets.items() if len(members) >= 2

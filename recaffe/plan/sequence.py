@@ -176,16 +176,8 @@ def usable(xp) -> bool:
     return xp is np and (onednn.available() or cpu_kernels.enabled(np))
 
 
-def _param_owner(net, u: int, j: int) -> int:
-    """The id of the parameter that layer ``u``'s blob ``j`` shares (its own
-    where it shares none)."""
-    pid = net.param_id_of[(u, j)]
-    owner = net.param_owners[pid]
-    return pid if owner < 0 else owner
-
-
 def _owner_blob(net, u: int, j: int):
-    return net.param_blobs[_param_owner(net, u, j)]
+    return net.param_blobs[net.param_owner(u, j)]
 
 
 def _only_reader(graph, bid, want_type=None, net=None):
@@ -284,7 +276,7 @@ def _match_direction(net, graph, u, reverse):  # noqa: C901, PLR0911, PLR0912, P
                 len(ip.blobs) != 1 or tuple(ip.blobs[0].shape) != (4 * H, H) or \
                 blobs[r_id].shape != (1, N, 4 * H):
             return None
-        owner = _param_owner(net, r, 0)
+        owner = net.param_owner(r, 0)
         if w_owner is None:
             w_owner, ppd = owner, list(ip.param_propagate_down)
         elif owner != w_owner or list(ip.param_propagate_down) != ppd:

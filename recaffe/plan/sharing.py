@@ -178,11 +178,6 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
             data_spans.append((span, ids))
     # Diffs: only arrays no other blob points into (Eltwise SUMs and stacks
     # hand theirs around).
-    diff_users: dict[int, int] = {}
-    for blob in net.blob_list:
-        if blob._gbuf is not None:
-            key = id(_root(blob._gbuf))
-            diff_users[key] = diff_users.get(key, 0) + 1
     diff_roots: dict[int, list[int]] = {}
     for bid, blob in enumerate(net.blob_list):
         if blob._gbuf is not None:
@@ -193,7 +188,7 @@ def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
     diff_spans = []
     for bid, blob in enumerate(net.blob_list):
         if bid in dead or bid in keep or (
-                blob._gbuf is not None and diff_users[id(_root(blob._gbuf))] != 1):
+                blob._gbuf is not None and len(diff_roots[id(_root(blob._gbuf))]) != 1):
             continue
         span = _diff_span(net, graph, bid, reads, known, bpos)
         if span is not None:

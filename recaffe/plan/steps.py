@@ -32,8 +32,13 @@ class Steps:
         self.watch = ShapeWatch()
         # Per entry: the layer whose small-layer kernel it is, else None.
         fwd_kernel, bwd_kernel = [], []
-        bwd_layer = []  # per backward entry: its layer (None for a group)
-        fused = {m for seq in sequences for m in seq.members}
+        # A recognised LSTM recurrence (:mod:`.sequence`) runs as one step:
+        # its forward at its first layer's entry, its backward at the first
+        # of its layers' backward entries (the last one listed here); the
+        # other entries do nothing, so entries and layers keep their places.
+        fused = {m: seq for seq in sequences for m in seq.members}
+        placed: set = set()
+        last_bwd: dict = {}  # recurrence -> index of its backward entry
         for u in order:
             if u < 0:
                 g = groups[-u - 1]
@@ -46,7 +51,6 @@ class Steps:
                 if net.layer_need_backward[g.members[0]]:
                     bwd.append((group_backward(g, kb), g.pt, pd, g.pb))
                     bwd_kernel.append(None)
-                    bwd_layer.append(None)
                     bwd_steps.append(len(fwd) - 1)
                 continue
             layer = net.layers_list[u]
@@ -55,13 +59,15 @@ class Steps:
                 fwd.append((_nothing, b, t))
                 fwd_kernel.append(None)
                 continue
-            if u in fused:  # a place for the recurrence's step (fuse_sequence)
-                fwd.append((_nothing, b, t))
+            if u in fused:
+                seq = fused[u]
+                fwd.append((_nothing if seq in placed else seq.forward, b, t))
                 fwd_kernel.append(None)
+                placed.add(seq)
                 if net.layer_need_backward[u] and u not in layout.aliased_sums:
+                    last_bwd[seq] = len(bwd)
                     bwd.append((_nothing_back, t, net.bottom_need_backward[u], b))
                     bwd_kernel.append(None)
-                    bwd_layer.append(u)
                     bwd_steps.append(len(fwd) - 1)
                 continue
             losses = [(tb, w) for tb, w in zip(t, layer.loss_weights, strict=False)
@@ -84,15 +90,12 @@ class Steps:
                 bwd_kernel.append(u if f is not None and f is kb else None)
                 f = f or layer.backward
                 bwd.append((f, t, net.bottom_need_backward[u], b))
-                bwd_layer.append(u)
                 bwd_steps.append(len(fwd) - 1)
+        for seq, i in last_bwd.items():
+            bwd[i] = (seq.backward, *bwd[i][1:])
         bwd.reverse()
         bwd_steps.reverse()
         bwd_kernel.reverse()
-        bwd_layer.reverse()
-        fwd_layer = [u if u >= 0 else None for u in order]
-        for seq in sequences:
-            fuse_sequence(seq, fwd, fwd_kernel, fwd_layer, bwd, bwd_kernel, bwd_layer)
         #: The steps one by one, for per-layer timing (``fwd``/``bwd`` may
         #: run two neighbouring layers in one call).
         self.fwd_single, self.bwd_single = list(fwd), list(bwd)
@@ -105,26 +108,6 @@ class Steps:
         lay = self.layout
         return kernels.layer_kernels(self.net, self.graph, u, lay.data_rows,
                                      lay.diff_rows, self.xp, self.scratch)
-
-
-def fuse_sequence(seq, fwd, fwd_kernel, fwd_layer, bwd, bwd_kernel, bwd_layer) -> None:
-    """A recognised LSTM recurrence (:mod:`.sequence`) runs as one step: its
-    forward at its first member's entry and its backward at the first of its
-    members' backward entries; the members' other entries do nothing (so
-    entries and layers keep their positions)."""
-    members = set(seq.members)
-    first = True
-    for i, u in enumerate(fwd_layer):
-        if u in members:
-            fwd[i] = (seq.forward if first else _nothing, fwd[i][1], fwd[i][2])
-            fwd_kernel[i] = None
-            first = False
-    first = True
-    for i, u in enumerate(bwd_layer):
-        if u in members:
-            bwd[i] = (seq.backward if first else _nothing_back, *bwd[i][1:])
-            bwd_kernel[i] = None
-            first = False
 
 
 def _nothing(_b, _t):
