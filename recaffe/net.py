@@ -308,19 +308,25 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         self._plan_synced = True
         self._plan_forwarded = False
 
+    def _active_sharing(self):
+        """The current plan's buffer sharing while it is in force, else None."""
+        sh = self._sharing
+        return sh if sh is not None and sh.active else None
+
     @property
     def shared_blob_names(self) -> list[str]:
         """Names of the blobs whose data or diff the current plan shares."""
-        sh = self._sharing
-        if sh is None or not sh.active:
+        sh = self._active_sharing()
+        if sh is None:
             return []
         return [self.blob_names[b] for b in sorted(sh.data_ids | sh.diff_ids)]
 
     def _unshare_buffers(self) -> bool:
         """Give shared blobs their own arrays again; True if any were shared
         (the plan that shared them must not run again)."""
-        sh, self._sharing = self._sharing, None
-        if sh is None or not sh.active:
+        sh = self._active_sharing()
+        self._sharing = None
+        if sh is None:
             return False
         sh.undo()
         return True
@@ -334,8 +340,8 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         if not new:
             return
         self._pinned.update(new)
-        sh = self._sharing
-        if sh is None or not sh.active:
+        sh = self._active_sharing()
+        if sh is None:
             return
         shared = sh.data_ids | sh.diff_ids
         hit = [n for n in new if self._blob_by_name[n] in shared]
@@ -356,13 +362,14 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
         return sorted(self._pinned)
 
     def _check_unshared(self, what: str, ids, kind: str) -> None:
-        """A clear error when a partial pass would read blobs (``ids``) whose
+        """A clear error when a partial pass would read blobs (``ids()``, an
+        iterable of blob ids, made only while sharing is in force) whose
         arrays the plan shares: their values are another step's."""
-        sh = self._sharing
-        if sh is None or not sh.active:
+        sh = self._active_sharing()
+        if sh is None:
             return
         shared = sh.data_ids if kind == "data" else sh.diff_ids
-        hit = [self.blob_names[b] for b in ids if b in shared]
+        hit = [self.blob_names[b] for b in ids() if b in shared]
         if hit:
             raise NetError(
                 f"{what} reads the {kind} of blob '{hit[0]}', which shares its "
@@ -532,11 +539,12 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                 return self._forward_planned(plan)
         elif start > 0:
             # Bottoms made before ``start`` come from the last pass.
-            made = {t for i in range(start) for t in self.top_ids[i]}
-            self._check_unshared(
-                f"forward from layer '{self.layer_names[start]}'",
-                [b for i in range(start, end + 1) for b in self.bottom_ids[i]
-                 if b in made], "data")
+            def read_from_last_pass():
+                made = {t for i in range(start) for t in self.top_ids[i]}
+                return [b for i in range(start, end + 1) for b in self.bottom_ids[i]
+                        if b in made]
+            self._check_unshared(f"forward from layer '{self.layer_names[start]}'",
+                                 read_from_last_pass, "data")
         self._plain_ran()
         loss = 0.0
         cbs = self._callbacks
@@ -588,12 +596,13 @@ class Net(PycaffeNetMixin, NetWeightsMixin):
                     self.layers_list[m].reshape(self.bottom_vecs[m], self.top_vecs[m])
         if start < len(self.layers_list) - 1:
             # Top diffs read after ``start`` come from the last backward.
-            later = {b for i in range(start + 1, len(self.layers_list))
-                     for b in self.bottom_ids[i]}
-            self._check_unshared(
-                f"backward from layer '{self.layer_names[start]}'",
-                [t for i in range(end, start + 1) for t in self.top_ids[i]
-                 if t in later], "diff")
+            def read_from_last_backward():
+                later = {b for i in range(start + 1, len(self.layers_list))
+                         for b in self.bottom_ids[i]}
+                return [t for i in range(end, start + 1) for t in self.top_ids[i]
+                        if t in later]
+            self._check_unshared(f"backward from layer '{self.layer_names[start]}'",
+                                 read_from_last_backward, "diff")
         self._plain_ran()
         cbs = self._callbacks
         hooks = self.backward_hooks

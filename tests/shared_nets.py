@@ -104,16 +104,11 @@ def unrolled_lm(T=6, N=3, V=5, H=7, layers=1, cell="lstm", train=True):
             shape=[dict(dim=[T, N, V]), dict(dim=[T, N]), dict(dim=[T, N])], ntop=3)
     else:
         ns.x, ns.cont = L.Input(shape=[dict(dim=[T, N, V]), dict(dim=[T, N])], ntop=2)
+    make = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell]
     h = ns.x
     for k in range(layers):
-        name = f"{cell}{k + 1}"
-        if cell == "lstm":
-            r = lstm(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        elif cell == "gru":
-            r = gru(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        else:
-            r = rnn(h, ns.cont, T, H, N=N, name=name, weight_filler=FILLER, ns=ns)
-        h = r.output
+        h = make(h, ns.cont, T, H, N=N, name=f"{cell}{k + 1}", weight_filler=FILLER,
+                 ns=ns).output
         setattr(ns, f"h{k + 1}", h)
     ns.logits = L.InnerProduct(h, axis=2, num_output=V, weight_filler=FILLER)
     if train:

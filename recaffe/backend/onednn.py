@@ -706,10 +706,11 @@ class LSTMTraining(_LSTMPrimitives):
                 grads["b"][caffe] += self._db[dnnl]
 
     def initial_state_diffs(self):
-        """Copies of the last :meth:`backward`'s gradients of the initial
-        states it started from (h_0 and c_0, (N, H) each)."""
+        """The last :meth:`backward`'s gradients of the initial states it
+        started from (h_0 and c_0, (N, H) each): this object's arrays, valid
+        until its next backward."""
         st = self._states
-        return st["dh0"].copy(), st["dc0"].copy()
+        return st["dh0"], st["dc0"]
 
 
 class PackedMatmul(_Primitives):

@@ -129,7 +129,7 @@ def find_groups(net, graph, deps, exclude=frozenset()) -> tuple[list[Group],
     # Drop groups that make the contracted graph cyclic.
     kept: list[Group] = []
     for g in groups:
-        if toposort(*contract(deps, [k.members for k in kept + [g]])[1:]) is not None:
+        if runs_fit(deps, kept + [g]):
             kept.append(g)
     grouped = {m for g in kept for m in g.members}
     chains = [c for c in ([m for m in ch if m not in grouped] for ch in chains)
@@ -181,8 +181,7 @@ def schedule(deps, groups, runs=()) -> list[int]:
     """Plan order: layer index i, or -(g+1) for group g. The layers of each
     of ``runs`` (lists of layer indices) come one after another, in their
     own order."""
-    sets = [g.members for g in groups] + [list(r) for r in runs]
-    _node, cdeps, prio = contract(deps, sets)
+    _node, cdeps, prio = contract(deps, _node_sets(groups, runs))
     order = toposort(cdeps, prio)
     n, ng = len(deps), len(groups)
     out: list[int] = []
@@ -196,8 +195,13 @@ def schedule(deps, groups, runs=()) -> list[int]:
     return out
 
 
-def runs_fit(deps, groups, runs) -> bool:
-    """Whether the layers of every run can come one after another (no layer
-    outside a run both depends on it and feeds it)."""
-    sets = [g.members for g in groups] + [list(r) for r in runs]
-    return toposort(*contract(deps, sets)[1:]) is not None
+def runs_fit(deps, groups, runs=()) -> bool:
+    """Whether every group and the layers of every run can each come as one
+    node (no layer outside one both depends on it and feeds it)."""
+    return toposort(*contract(deps, _node_sets(groups, runs))[1:]) is not None
+
+
+def _node_sets(groups, runs) -> list[list[int]]:
+    """The layer sets that :func:`contract` makes single nodes: each group's
+    members, then each run."""
+    return [g.members for g in groups] + [list(r) for r in runs]

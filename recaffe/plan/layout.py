@@ -248,12 +248,11 @@ class Layout:
         data = whole.data.reshape(n, count)
         if not np.shares_memory(data, whole.data):
             return False
-        for ids, arr, table, kind in ((data_ids, data, self.data_at, "data"),
-                                      (diff_ids, None, self.diff_at, "diff")):
+        for ids, table, kind in ((data_ids, self.data_at, "data"),
+                                 (diff_ids, self.diff_at, "diff")):
             if not ids:
                 continue
-            if arr is None:
-                arr = whole.diff.reshape(n, count)
+            arr = data if kind == "data" else whole.diff.reshape(n, count)
             sid = len(self.stacks)
             self.stacks.append(arr)
             for k, b in enumerate(ids):

@@ -96,6 +96,15 @@ def _root(arr):
     return arr
 
 
+def _buf(blob, kind):
+    """The blob's data (``kind`` "data") or diff buffer (None: not made yet)."""
+    return blob._dbuf if kind == "data" else blob._gbuf
+
+
+def _set_buf(blob, kind, buf) -> None:
+    blob.set_buffers(**{kind: buf})
+
+
 class Sharing:
     """The shared arrays of one plan: ``groups`` lists ``(kind, array,
     blobs)`` for every set of blobs pointed at a shared array."""
@@ -107,6 +116,18 @@ class Sharing:
         self.diff_ids: set[int] = set()
         self.active = False
 
+    def ids(self, kind: str) -> set[int]:
+        """The blob ids whose data (``kind`` "data") or diff is shared."""
+        return self.data_ids if kind == "data" else self.diff_ids
+
+    def point(self, net, kind: str, ids, buf) -> None:
+        """Point blobs ``ids``' data or diff at ``buf``, recorded as shared."""
+        blobs = [net.blob_list[b] for b in ids]
+        for b in blobs:
+            _set_buf(b, kind, buf)
+        self.groups.append((kind, buf, blobs))
+        self.ids(kind).update(ids)
+
     def undo(self) -> None:
         """Give every shared blob its own array again, a copy of the shared
         one (the blob alive now keeps its values)."""
@@ -115,16 +136,12 @@ class Sharing:
         self.active = False
         for kind, buf, blobs in self.groups:
             # (A blob reshaped larger since has a new array of its own.)
-            mine = [b for b in blobs if (b._dbuf if kind == "data" else b._gbuf)
-                    is buf]
+            mine = [b for b in blobs if _buf(b, kind) is buf]
             if not mine:
                 continue
             own = buf[: max(b.count for b in mine)].copy()
             for b in mine:
-                if kind == "data":
-                    b.set_buffers(data=own)
-                else:
-                    b.set_buffers(diff=own)
+                _set_buf(b, kind, own)
 
 
 def plan_sharing(net, graph, order, groups, chains, xp, keep=frozenset(),
@@ -225,7 +242,7 @@ _trim = None
 
 
 def _owned(blob, kind) -> bool:
-    buf = blob._dbuf if kind == "data" else blob._gbuf
+    buf = _buf(blob, kind)
     if buf is None:
         return kind == "diff"  # allocated later, as this blob's own
     return buf.base is None and buf.size == blob.count and blob.count > 0
@@ -293,7 +310,6 @@ def _assign(net, graph, kind, spans, sharing) -> None:
     """Greedy interval colouring per (dtype, size): each span takes a free
     array whose last use ended before it starts."""
     spans.sort(key=lambda s: s[0])
-    ids_out = sharing.data_ids if kind == "data" else sharing.diff_ids
     free: dict[tuple, list[list]] = {}  # key -> [[end, array, ids, role], ...]
     for (start, end), ids in spans:
         b0 = net.blob_list[ids[0]]
@@ -315,13 +331,9 @@ def _assign(net, graph, kind, spans, sharing) -> None:
             else:
                 holder.diff  # noqa: B018 - allocates it
                 slot[1] = holder._gbuf
-            _point(net, kind, slot[2], slot[1])
-            sharing.groups.append((kind, slot[1], [net.blob_list[b] for b in slot[2]]))
-            ids_out.update(slot[2])
+            sharing.point(net, kind, slot[2], slot[1])
         slot[0] = end
-        _point(net, kind, ids, slot[1])
-        sharing.groups.append((kind, slot[1], [net.blob_list[b] for b in ids]))
-        ids_out.update(ids)
+        sharing.point(net, kind, ids, slot[1])
 
 
 def _alias_sets(net, ids, kind) -> list[list[int]]:
@@ -330,7 +342,7 @@ def _alias_sets(net, ids, kind) -> list[list[int]]:
     buffer object (a blob and its Split tops)."""
     sets: dict[int, list[int]] = {}
     for b in ids:
-        buf = net.blob_list[b]._dbuf if kind == "data" else net.blob_list[b]._gbuf
+        buf = _buf(net.blob_list[b], kind)
         if buf is not None and net.blob_list[b].count > 0:
             sets.setdefault(id(buf), []).append(b)
     return list(sets.values())
@@ -340,17 +352,13 @@ def _drop(net, kind, id_sets, sharing) -> None:
     """Point every set of blob ids at one array per dtype (the largest they
     need): their values are never computed, and the arrays they held (a
     stack and its rows included) are freed."""
-    ids_out = sharing.data_ids if kind == "data" else sharing.diff_ids
     size: dict = {}
     for ids in id_sets:
         b0 = net.blob_list[ids[0]]
         size[b0.dtype] = max(size.get(b0.dtype, 0), b0.count)
     bufs = {dt: np.zeros(n, dtype=dt) for dt, n in size.items()}
     for ids in id_sets:
-        buf = bufs[net.blob_list[ids[0]].dtype]
-        _point(net, kind, ids, buf)
-        sharing.groups.append((kind, buf, [net.blob_list[b] for b in ids]))
-        ids_out.update(ids)
+        sharing.point(net, kind, ids, bufs[net.blob_list[ids[0]].dtype])
 
 
 def _role(net, graph, bid):
@@ -359,11 +367,3 @@ def _role(net, graph, bid):
     p = graph.producer[bid]
     return (net.layers_list[p].type, net.top_ids[p].index(bid),
             tuple(sorted(net.layers_list[r].type for r in graph.readers[bid])))
-
-
-def _point(net, kind, ids, buf) -> None:
-    for b in ids:
-        if kind == "data":
-            net.blob_list[b].set_buffers(data=buf)
-        else:
-            net.blob_list[b].set_buffers(diff=buf)
